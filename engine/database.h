@@ -1,0 +1,110 @@
+// The Rosetta engine: durable cross-modal collections with exact fused search.
+//
+// A Database owns one storage::Store and the in-memory state derived from it (one Collection per
+// catalog entry). In memory, a collection is a set of segments: a growing segment that receives
+// writes (sealed segments with IVF-PQ indexes come with the index work). Readers take an immutable
+// snapshot (record rows, vectors, tombstones as of one moment) and search it while writers go on;
+// deletes and replaced records are tombstones honoured by every snapshot taken after the write.
+//
+// Writes: every write is validated in full before anything is written (a batch is all-or-nothing,
+// see kMaxBatchRecords) and acknowledged only after storage::Store::Commit returned OK, i.e. after
+// the WAL holds it under the configured sync policy. The in-memory state is updated after the
+// commit, under the collection's writer lock, so a reader never sees an unacknowledged write.
+//
+// Thread safety: all methods may be called concurrently from any number of threads.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "schema/types.h"
+#include "storage/store.h"
+
+namespace rosetta::engine {
+
+// The largest number of records one Upsert / ImportVectors call commits as one atomic batch.
+// Larger calls are rejected with InvalidArgument (the CLI splits large imports into batches of
+// this size; each batch is atomic, see docs/cli.md).
+inline constexpr size_t kMaxBatchRecords = 65536;
+
+struct DatabaseOptions {
+  storage::StoreOptions store;
+  // Worker threads for search; 0 = hardware concurrency. Default: 0.
+  size_t search_threads = 0;
+  // Recompute a (modality, field) calibration when the field's vector count has changed by at
+  // least this fraction since the last computation (and always when none exists). Default: 0.1.
+  double calibration_refresh_fraction = 0.1;
+};
+
+// Options of ImportVectors: record ids are id_prefix + decimal(row + id_offset).
+struct ImportOptions {
+  std::string id_prefix;
+  int64_t id_offset = 0;
+  // Set as the provenance of records the import creates; for existing records, replaces their
+  // provenance only when non-empty.
+  Provenance provenance;
+};
+
+class Collection;
+
+class Database {
+ public:
+  // Opens or creates the database in `path` and loads every collection (rebuilding in-memory
+  // state from storage). Errors: those of storage::Store::Open; DataLoss if stored data is
+  // corrupt (naming the collection and key).
+  static absl::StatusOr<std::unique_ptr<Database>> Open(const std::string& path,
+                                                        const DatabaseOptions& options = {});
+  ~Database();
+
+  // InvalidArgument for an invalid schema (ValidateSchema), AlreadyExists if the name is taken.
+  absl::Status CreateCollection(const CollectionSchema& schema);
+  std::vector<std::string> ListCollections() const;  // sorted by name.
+  // NotFound for an unknown collection (likewise every method below taking a name).
+  absl::StatusOr<CollectionInfo> Describe(const std::string& name) const;
+  absl::Status DropCollection(const std::string& name);
+
+  // Inserts or replaces whole records, atomically. Each record is validated (and cosine vectors
+  // normalised); the first invalid record fails the call with an error naming it and its position
+  // ("record 7 (id \"p7\"): ..."), and nothing is written. Duplicate ids within one call are an
+  // error.
+  absl::StatusOr<WriteResult> Upsert(const std::string& name, std::vector<Record> records);
+
+  // Sets field `field` of `rows` records from a row-major rows x dim float32 matrix, atomically:
+  // record i gets row i. Records that do not exist are created (with no other fields); existing
+  // records keep their other fields and metadata. Every row is validated first (an error names
+  // the row), nothing is written on error.
+  absl::StatusOr<WriteResult> ImportVectors(const std::string& name, const std::string& field,
+                                            std::span<const float> data, size_t rows, size_t dim,
+                                            const ImportOptions& options);
+
+  // Point lookups; ids that do not exist are listed in GetResult::not_found.
+  absl::StatusOr<GetResult> Get(const std::string& name, const std::vector<std::string>& ids,
+                                bool with_vectors) const;
+
+  // Deletes records atomically; ids that do not exist are counted in WriteResult::not_found.
+  absl::StatusOr<WriteResult> Delete(const std::string& name, const std::vector<std::string>& ids);
+
+  // Exact fused search; see docs/query-semantics.md. The request is validated against the
+  // schema (InvalidArgument naming the problem).
+  absl::StatusOr<SearchResponse> Search(const std::string& name, SearchRequest request) const;
+
+  // Several queries at once (results in order). Equivalent to calling Search for each, but
+  // queries that share a shape are scored together with the blocked kernels.
+  absl::StatusOr<std::vector<SearchResponse>> SearchBatch(const std::string& name,
+                                                          std::vector<SearchRequest> requests) const;
+
+  // Name of the CPU kernel backend in use ("avx512" | "avx2" | "scalar").
+  std::string KernelBackend() const;
+  const std::string& path() const;
+
+ private:
+  struct Impl;
+  explicit Database(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace rosetta::engine

@@ -1,0 +1,47 @@
+// Runtime SIMD dispatch for the CPU kernels.
+//
+// One binary runs everywhere: each ISA's kernels live in their own translation unit compiled with
+// that ISA's flags (kernels/cpu/*_avx2.cc with -mavx2 -mfma, *_avx512.cc with -mavx512f ...), and
+// the level is resolved once per process. Hot loops never branch on the ISA: callers fetch a
+// function table once (GetKernelTable) and call through it.
+//
+// Override for tests and benchmarks: the environment variable ROSETTA_SIMD = scalar | avx2 |
+// avx512 caps the level. A request above what the CPU supports is clamped to the best supported
+// level (with one line on stderr), never executed.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace rosetta::kernels {
+
+enum class SimdLevel { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
+
+const char* SimdLevelName(SimdLevel level);  // "scalar" | "avx2" | "avx512"
+
+// Levels this CPU can execute (always includes kScalar), lowest first.
+std::vector<SimdLevel> SupportedSimdLevels();
+
+// The level in use: the best supported level, capped by ROSETTA_SIMD. Resolved once; thread-safe.
+SimdLevel ActiveSimdLevel();
+
+// Function table of one SIMD level. All pointers are non-null. `d` is any size >= 1 (tails are
+// handled); pointers need no particular alignment.
+struct KernelTable {
+  SimdLevel level;
+  float (*dot)(const float* a, const float* b, size_t d);
+  float (*l2sqr)(const float* a, const float* b, size_t d);
+  // Inner products of `nq` queries (row-major, stride d) with `nb` base vectors (row-major,
+  // stride d): out[i * ldo + j] = <q_i, b_j>. Blocked for cache reuse; single-threaded.
+  void (*inner_products)(const float* queries, size_t nq, const float* base, size_t nb, size_t d,
+                         float* out, size_t ldo);
+};
+
+// The table for `level`. Precondition: `level` is in SupportedSimdLevels().
+const KernelTable& GetKernelTable(SimdLevel level);
+
+// The table for ActiveSimdLevel().
+const KernelTable& ActiveKernels();
+
+}  // namespace rosetta::kernels

@@ -1,0 +1,155 @@
+// Durable storage for Rosetta collections, on RocksDB.
+//
+// This is the only module that includes <rocksdb/...>. It persists, per collection:
+//   - the catalog entry (collection id, name, schema as JSON),
+//   - record metadata (attributes, per-record fusion weights, provenance),
+//   - vectors, one key per (record, field), stored as raw little-endian float32 (bit-exact),
+//   - small named blobs of derived state (e.g. calibration statistics).
+// Everything the engine keeps in memory is derived from this and rebuilt at open.
+//
+// Column families: "catalog", "records", "vectors", "stats" (plus RocksDB's "default", unused).
+// Key encoding (version byte first, big-endian integers so that keys sort by collection then id):
+//   catalog: [0x01][name bytes]                                   -> CollectionMeta
+//   records: [0x01][collection u32][id length u16][id bytes]     -> encoded RecordMeta
+//   vectors: [0x01][collection u32][id length u16][id bytes][field u16] -> [0x01][float32 LE...]
+//   stats:   [0x01][collection u32][name bytes]                  -> opaque bytes
+// Ids sort by (length, bytes), the same in "records" and "vectors", so a collection scan merges
+// both in one pass.
+//
+// Durability: Commit() returns OK only after the batch is in the WAL; with SyncPolicy::kAlways
+// the WAL is fsync'ed before returning (RocksDB group commit shares one sync among concurrent
+// writers). One Batch is one atomic RocksDB WriteBatch: after a crash it is wholly present or
+// wholly absent.
+//
+// Thread safety: a Store may be used from any number of threads concurrently.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "schema/types.h"
+
+namespace rosetta::storage {
+
+enum class SyncPolicy {
+  kAlways,  // fsync the WAL before acknowledging each commit. Default.
+  kNone,    // write the WAL without fsync: survives a process crash, not a power loss.
+};
+
+const char* SyncPolicyName(SyncPolicy p);  // "always" | "none"
+
+struct StoreOptions {
+  // Create the directory and database if missing. Default: true.
+  bool create_if_missing = true;
+  SyncPolicy sync = SyncPolicy::kAlways;
+};
+
+// A collection's catalog entry.
+struct CollectionMeta {
+  uint32_t id = 0;          // unique, never reused within one database.
+  std::string name;
+  std::string schema_json;  // SchemaToJson(schema), serialized.
+};
+
+// The non-vector part of a record.
+struct RecordMeta {
+  std::map<std::string, float> weights;
+  std::map<std::string, AttributeValue> attributes;
+  Provenance provenance;
+};
+
+// Encodes / decodes RecordMeta (a versioned binary format; decoding rejects truncated or unknown
+// versions with DataLoss).
+std::string EncodeRecordMeta(const RecordMeta& meta);
+absl::StatusOr<RecordMeta> DecodeRecordMeta(std::string_view bytes);
+
+// A set of writes applied atomically by Store::Commit.
+class Batch {
+ public:
+  Batch();
+  ~Batch();
+  Batch(Batch&&) noexcept;
+  Batch& operator=(Batch&&) noexcept;
+
+  void PutMeta(uint32_t collection, std::string_view id, const RecordMeta& meta);
+  void PutVector(uint32_t collection, std::string_view id, uint16_t field,
+                 std::span<const float> v);
+  void DeleteVector(uint32_t collection, std::string_view id, uint16_t field);
+  // Deletes the record's metadata and its vectors for every field id in `fields`.
+  void DeleteRecord(uint32_t collection, std::string_view id, std::span<const uint16_t> fields);
+  void PutStat(uint32_t collection, std::string_view name, std::string_view bytes);
+
+  size_t count() const;   // operations added.
+  size_t bytes() const;   // approximate payload size.
+
+ private:
+  friend class Store;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// One record as read back by a scan or a point lookup.
+struct StoredRecord {
+  std::string id;
+  RecordMeta meta;
+  std::vector<std::pair<uint16_t, std::vector<float>>> vectors;  // by field id, ascending.
+};
+
+class Store {
+ public:
+  // Opens (or creates, per options) the database in directory `path`.
+  // On success the store is ready for use. On failure nothing is left open. A second Open of the
+  // same directory, in this or another process, fails with FailedPrecondition (RocksDB's LOCK
+  // file), naming the path. A directory that is not a Rosetta database fails with
+  // InvalidArgument.
+  static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& path,
+                                                     const StoreOptions& options);
+  ~Store();
+
+  // --- catalog ---------------------------------------------------------------------------------
+  // Creates the catalog entry for `name` with a fresh id (returned); AlreadyExists if taken.
+  // Synced per the sync policy.
+  absl::StatusOr<uint32_t> CreateCollection(const std::string& name,
+                                            const std::string& schema_json);
+  absl::StatusOr<std::vector<CollectionMeta>> ListCollections() const;
+  // Removes the catalog entry and every record, vector and stat of the collection, atomically.
+  absl::Status DropCollection(const CollectionMeta& meta);
+
+  // --- records ---------------------------------------------------------------------------------
+  // Applies `batch` atomically; see the durability contract above.
+  absl::Status Commit(Batch&& batch);
+
+  // Point lookups. NotFound-free: an absent record is std::nullopt.
+  absl::StatusOr<std::optional<StoredRecord>> GetRecord(uint32_t collection,
+                                                        std::string_view id) const;
+
+  // Calls fn for every record of the collection (ordered by id length, then id bytes) from a
+  // consistent snapshot. A vector whose record has no metadata entry is reported as DataLoss.
+  // Stops early and returns fn's status if fn returns non-OK.
+  absl::Status ScanRecords(uint32_t collection,
+                           const std::function<absl::Status(StoredRecord&&)>& fn) const;
+
+  // --- derived state ---------------------------------------------------------------------------
+  absl::StatusOr<std::optional<std::string>> GetStat(uint32_t collection,
+                                                     std::string_view name) const;
+
+  // --- info ------------------------------------------------------------------------------------
+  const std::string& path() const;
+  SyncPolicy sync_policy() const;
+  std::string Describe() const;  // e.g. "rocksdb 7.8.3 (sync: always)".
+
+ private:
+  struct Impl;
+  explicit Store(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace rosetta::storage
