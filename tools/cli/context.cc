@@ -1,0 +1,63 @@
+// The per-invocation context and the connection point (OpenClient).
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "engine/database.h"
+#include "net/embedded_client.h"
+#include "schema/status_macros.h"
+#include "tools/cli/command.h"
+
+namespace rosetta::cli {
+
+absl::StatusOr<std::unique_ptr<Client>> OpenClient(const GlobalOptions& options) {
+  if (!options.server.empty()) {
+    // The remote client plugs in here (and only here): every command talks to Client.
+    return absl::UnimplementedError("--server: the network client is not built yet");
+  }
+  engine::DatabaseOptions db_options;
+  db_options.store.create_if_missing = true;
+  db_options.store.sync = options.sync;
+  return OpenEmbeddedClient(options.data_dir, db_options);
+}
+
+absl::StatusOr<Client*> CliContext::client() {
+  if (client_ == nullptr) {
+    ASSIGN_OR_RETURN(client_, OpenClient(globals_));
+  }
+  return client_.get();
+}
+
+absl::StatusOr<std::string> CliContext::ReadInput(const std::string& path,
+                                                  const std::string& what) {
+  if (path == "-") {
+    if (stdin_used_) {
+      return UsageError(absl::StrCat(what, ": stdin (-) can be read only once per command"));
+    }
+    stdin_used_ = true;
+    std::ostringstream buf;
+    buf << in_.rdbuf();
+    if (in_.bad()) return absl::DataLossError(absl::StrCat(what, ": error reading stdin"));
+    return buf.str();
+  }
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    return absl::InvalidArgumentError(absl::StrCat(what, " \"", path, "\": is a directory"));
+  }
+  std::ifstream f(path, std::ios::binary);
+  if (!f) {
+    return absl::NotFoundError(absl::StrCat(what, " \"", path, "\": cannot open for reading"));
+  }
+  std::string data((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  if (f.bad()) return absl::DataLossError(absl::StrCat(what, " \"", path, "\": read error"));
+  return data;
+}
+
+void CliContext::EmitJson(const Json& j) {
+  // Replace invalid UTF-8 instead of throwing: ids and attribute strings come from users.
+  out_ << j.dump(2, ' ', false, Json::error_handler_t::replace) << "\n";
+}
+
+}  // namespace rosetta::cli
