@@ -16,6 +16,32 @@
 // Ids sort by (length, bytes), the same in "records" and "vectors", so a collection scan merges
 // both in one pass.
 //
+// Format details (format version 1; all of it implemented in storage/keys.cc):
+//   - The catalog also holds two internal keys that start with 0x00 (so they never collide with a
+//     collection name): [0x00]"format_version" -> u32 BE (1), written once when the database is
+//     created, and [0x00]"next_collection_id" -> u32 BE, the next id to hand out. Collection ids
+//     start at 1 and are never reused, also across DropCollection and reopen.
+//   - CollectionMeta value: [0x01][id u32 BE][name][schema_json], where a string is a LEB128
+//     varint byte length followed by the bytes.
+//   - RecordMeta value (EncodeRecordMeta): [0x01], then the weights (varint count; per entry in
+//     ascending key order: string name, float32 LE), then the attributes (varint count; per entry
+//     in ascending key order: string name, a type tag byte and its payload: 0 string: string,
+//     1 int64: 8 bytes LE two's complement, 2 double: 8 bytes LE IEEE 754, 3 bool: one byte 0/1,
+//     4 string list: varint count + strings), then the provenance (string source, string
+//     collected_at, varint count + strings steps, string dataset_version, string encoder).
+//     Varints are canonical (no trailing zero groups) and map keys strictly ascending; anything
+//     else, unknown versions or tags, truncation and trailing bytes decode as DataLoss.
+//   - Vector value: [0x01] then the float32 components, little-endian, bit-exact (NaN payloads,
+//     -0.0 and denormals included). Only little-endian hosts are supported (static_assert).
+//   - Record ids are at most 65535 bytes (the u16 length); Commit rejects a batch holding a
+//     longer one with InvalidArgument and writes nothing.
+//
+// Errors from RocksDB map to absl codes as: Corruption -> DataLoss, IOError -> Unavailable
+// (out of space -> ResourceExhausted), InvalidArgument -> InvalidArgument, NotSupported ->
+// Unimplemented, Busy/TryAgain/ShutdownInProgress -> Unavailable, TimedOut/Expired ->
+// DeadlineExceeded, Aborted -> Aborted, anything else -> Internal; the message names the
+// operation and the database path and carries RocksDB's own text.
+//
 // Durability: Commit() returns OK only after the batch is in the WAL; with SyncPolicy::kAlways
 // the WAL is fsync'ed before returning (RocksDB group commit shares one sync among concurrent
 // writers). One Batch is one atomic RocksDB WriteBatch: after a crash it is wholly present or
@@ -26,10 +52,12 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -47,7 +75,8 @@ enum class SyncPolicy {
 const char* SyncPolicyName(SyncPolicy p);  // "always" | "none"
 
 struct StoreOptions {
-  // Create the directory and database if missing. Default: true.
+  // Create the directory (and its parents) and the database if missing. Default: true. When
+  // false, a missing directory or an empty one fails Open with NotFound.
   bool create_if_missing = true;
   SyncPolicy sync = SyncPolicy::kAlways;
 };
@@ -71,7 +100,9 @@ struct RecordMeta {
 std::string EncodeRecordMeta(const RecordMeta& meta);
 absl::StatusOr<RecordMeta> DecodeRecordMeta(std::string_view bytes);
 
-// A set of writes applied atomically by Store::Commit.
+// A set of writes applied atomically by Store::Commit. Building a batch touches no database.
+// An id longer than 65535 bytes is remembered as an error that Commit returns (InvalidArgument)
+// without writing any of the batch. A moved-from Batch is empty and may be reused.
 class Batch {
  public:
   Batch();
@@ -109,25 +140,42 @@ class Store {
   // On success the store is ready for use. On failure nothing is left open. A second Open of the
   // same directory, in this or another process, fails with FailedPrecondition (RocksDB's LOCK
   // file), naming the path. A directory that is not a Rosetta database fails with
-  // InvalidArgument.
+  // InvalidArgument: a path that is not a directory, a non-empty directory without a RocksDB
+  // database, or a RocksDB database that holds data but no Rosetta format marker (an existing
+  // but empty RocksDB database, e.g. one whose creation was interrupted, is adopted). A database
+  // written in an unknown (newer) format version fails with FailedPrecondition. Unreadable
+  // RocksDB metadata is DataLoss.
+  //
+  // Tuning (fixed here, not options): write buffers of 64 MiB for records and 128 MiB for
+  // vectors, LZ4 compression for records / catalog / stats when the RocksDB build supports it and
+  // none for vectors (float32 does not compress), a shared 64 MiB block cache, bloom filters on
+  // records, at most 1024 open files, RocksDB's LOG files capped at 5 x 16 MiB.
   static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& path,
                                                      const StoreOptions& options);
   ~Store();
 
   // --- catalog ---------------------------------------------------------------------------------
-  // Creates the catalog entry for `name` with a fresh id (returned); AlreadyExists if taken.
+  // Creates the catalog entry for `name` with a fresh id (returned); AlreadyExists if taken,
+  // InvalidArgument if `name` is empty, ResourceExhausted once 2^32 - 2 ids have been handed out.
   // Synced per the sync policy.
   absl::StatusOr<uint32_t> CreateCollection(const std::string& name,
                                             const std::string& schema_json);
   absl::StatusOr<std::vector<CollectionMeta>> ListCollections() const;
-  // Removes the catalog entry and every record, vector and stat of the collection, atomically.
+  // Removes the catalog entry and every record, vector and stat of the collection, atomically
+  // (one WriteBatch with a DeleteRange per column family; space is reclaimed by later
+  // compactions). NotFound if no collection `meta.name` exists; FailedPrecondition if it exists
+  // with an id other than `meta.id` (it was dropped and re-created), and then nothing is deleted.
+  // Synced per the sync policy.
   absl::Status DropCollection(const CollectionMeta& meta);
 
   // --- records ---------------------------------------------------------------------------------
-  // Applies `batch` atomically; see the durability contract above.
+  // Applies `batch` atomically; see the durability contract above. Operations apply in the order
+  // they were added (a later put or delete of the same key wins). An empty batch is a no-op.
+  // Storage does not check that `collection` exists: that is the caller's job.
   absl::Status Commit(Batch&& batch);
 
-  // Point lookups. NotFound-free: an absent record is std::nullopt.
+  // Point lookups. NotFound-free: an absent record is std::nullopt. Meta and vectors are read
+  // from one snapshot; vectors without a meta entry are DataLoss.
   absl::StatusOr<std::optional<StoredRecord>> GetRecord(uint32_t collection,
                                                         std::string_view id) const;
 
