@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <string>
 
 namespace rosetta::kernels {
 
@@ -30,7 +31,14 @@ class ThreadPool {
   std::unique_ptr<Impl> impl_;
 };
 
-// The process-wide default pool (hardware_concurrency threads, or ROSETTA_THREADS if set).
+// The process-wide default pool (hardware_concurrency threads, or ROSETTA_THREADS if set). Created
+// on first use, never destroyed.
 ThreadPool& DefaultThreadPool();
+
+// How DefaultThreadPool() sizes itself, exposed for tests. `requested` is ROSETTA_THREADS's value
+// (nullptr or "" = unset), `hardware` the hardware thread count (>= 1). Returns the requested count
+// when it is an integer in [1, 4096]; otherwise `hardware`, and when the value was set but invalid,
+// `*note` (if non-null) receives a one-line explanation (else it is cleared).
+size_t ResolveThreadCount(const char* requested, size_t hardware, std::string* note);
 
 }  // namespace rosetta::kernels

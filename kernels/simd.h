@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace rosetta::kernels {
@@ -36,10 +37,33 @@ struct KernelTable {
   // stride d): out[i * ldo + j] = <q_i, b_j>. Blocked for cache reuse; single-threaded.
   void (*inner_products)(const float* queries, size_t nq, const float* base, size_t nb, size_t d,
                          float* out, size_t ldo);
+
+  // The same products with the queries packed once into a level-specific layout, for callers that
+  // score one set of queries against many base blocks (FlatSearch): the packing is then paid once
+  // instead of once per block. Usage:
+  //   std::vector<float> packed(t.packed_queries_floats(nq, d));
+  //   t.pack_queries(queries, nq, d, packed.data());
+  //   t.inner_products_packed(packed.data(), nq, base, nb, d, out, ldo);  // == inner_products
+  // The layout depends on (level, nq, d) only; `nq` and `d` must be the same in all three calls.
+  // Results are bit-identical to inner_products with the same arguments.
+  size_t (*packed_queries_floats)(size_t nq, size_t d);
+  void (*pack_queries)(const float* queries, size_t nq, size_t d, float* packed);
+  void (*inner_products_packed)(const float* packed, size_t nq, const float* base, size_t nb,
+                                size_t d, float* out, size_t ldo);
 };
 
-// The table for `level`. Precondition: `level` is in SupportedSimdLevels().
+// The table for `level`. Precondition: `level` is in SupportedSimdLevels(); an unsupported level
+// is clamped down to the best supported level below it (never executed).
 const KernelTable& GetKernelTable(SimdLevel level);
+
+// How ActiveSimdLevel() resolves ROSETTA_SIMD, exposed for tests. `requested` is the variable's
+// value (nullptr or "" = unset), `supported` the levels of this CPU (lowest first, non-empty).
+// Returns the best supported level, capped at the requested one. When the request names a level
+// above the best supported one, or is not one of scalar|avx2|avx512 (case-insensitive), the best
+// supported level is used and `*note` (if non-null) receives a one-line explanation; otherwise
+// `*note` is cleared.
+SimdLevel ResolveSimdLevel(const char* requested, const std::vector<SimdLevel>& supported,
+                           std::string* note);
 
 // The table for ActiveSimdLevel().
 const KernelTable& ActiveKernels();

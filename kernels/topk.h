@@ -35,7 +35,9 @@ class TopK {
     }
   }
 
-  // The current k-th best score, or -infinity while fewer than k candidates are held.
+  // The current k-th best score, or -infinity while fewer than k candidates are held (+infinity
+  // when k == 0: nothing can enter). A candidate scoring below it cannot enter; one scoring equal
+  // to it enters only with a smaller id than the k-th best's.
   float Threshold() const;
 
   size_t size() const { return heap_.size(); }
@@ -56,7 +58,9 @@ class TopK {
 };
 
 // Selects the k best of scores[0..n) (ids are the indices plus `id_offset`), best first.
-// Entries whose `skip` bit is set (bit i of skip[i / 64]) are ignored when skip is non-empty.
+// Entries whose `skip` bit is set (bit i of skip[i / 64]) are ignored when skip is non-empty;
+// entries beyond the bitmap (i / 64 >= skip.size()) are not skipped. NaN scores are ignored.
+// Returns min(k, number of eligible entries) results.
 std::vector<Scored> SelectTopK(std::span<const float> scores, size_t k, int64_t id_offset = 0,
                                std::span<const uint64_t> skip = {});
 
