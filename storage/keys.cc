@@ -8,8 +8,8 @@
 #include <cstring>
 #include <utility>
 
-#include "absl/strings/str_cat.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
 
 namespace rosetta::storage {
 namespace internal {
@@ -21,7 +21,8 @@ void PutU16BE(std::string* out, uint16_t v) {
 }
 
 void PutU32BE(std::string* out, uint32_t v) {
-  for (int shift = 24; shift >= 0; shift -= 8) out->push_back(static_cast<char>((v >> shift) & 0xFF));
+  for (int shift = 24; shift >= 0; shift -= 8)
+    out->push_back(static_cast<char>((v >> shift) & 0xFF));
 }
 
 uint16_t GetU16BE(std::string_view b) {
@@ -77,8 +78,8 @@ class Reader {
   size_t offset() const { return all_.size() - rest_.size(); }
 
   absl::Status Error(std::string_view detail) const {
-    return absl::DataLossError(absl::StrCat(Sv(what_), " is corrupt: ", Sv(detail), " at byte ", offset(),
-                                            " of ", all_.size()));
+    return absl::DataLossError(absl::StrCat(Sv(what_), " is corrupt: ", Sv(detail), " at byte ",
+                                            offset(), " of ", all_.size()));
   }
   absl::Status Truncated(std::string_view reading) const {
     return absl::DataLossError(absl::StrCat(Sv(what_), " is truncated: ", Sv(reading), " at byte ",
@@ -98,11 +99,13 @@ class Reader {
       if (rest_.empty()) return Truncated(reading);
       const uint8_t b = static_cast<uint8_t>(rest_[0]);
       rest_.remove_prefix(1);
-      if (shift == 63 && (b & 0x7E) != 0) return Error(absl::StrCat("varint overflow in ", Sv(reading)));
+      if (shift == 63 && (b & 0x7E) != 0)
+        return Error(absl::StrCat("varint overflow in ", Sv(reading)));
       v |= static_cast<uint64_t>(b & 0x7F) << shift;
       if ((b & 0x80) == 0) {
         // The encoder never emits a trailing zero group; one here means damaged bytes.
-        if (b == 0 && shift > 0) return Error(absl::StrCat("non-canonical varint in ", Sv(reading)));
+        if (b == 0 && shift > 0)
+          return Error(absl::StrCat("non-canonical varint in ", Sv(reading)));
         *out = v;
         return absl::OkStatus();
       }
@@ -115,8 +118,8 @@ class Reader {
   absl::Status Count(uint64_t* out, size_t min_item_bytes, std::string_view reading) {
     if (auto s = Varint(out, reading); !s.ok()) return s;
     if (*out > rest_.size() / min_item_bytes) {
-      return Error(absl::StrCat(Sv(reading), " count ", *out, " exceeds the ", rest_.size(),
-                                " bytes left"));
+      return Error(
+          absl::StrCat(Sv(reading), " count ", *out, " exceeds the ", rest_.size(), " bytes left"));
     }
     return absl::OkStatus();
   }
@@ -167,10 +170,10 @@ class Reader {
   std::string_view what_;
 };
 
-#define STORAGE_RETURN_IF_ERROR_(expr)  \
-  do {                                  \
-    absl::Status s_ = (expr);           \
-    if (!s_.ok()) return s_;            \
+#define STORAGE_RETURN_IF_ERROR_(expr) \
+  do {                                 \
+    absl::Status s_ = (expr);          \
+    if (!s_.ok()) return s_;           \
   } while (0)
 
 // --- keys ----------------------------------------------------------------------------------------
@@ -283,8 +286,8 @@ absl::StatusOr<std::vector<float>> DecodeVectorValue(std::string_view bytes) {
                                             int{static_cast<uint8_t>(bytes[0])}));
   }
   if ((bytes.size() - 1) % sizeof(float) != 0) {
-    return absl::DataLossError(absl::StrCat("vector value has ", bytes.size() - 1,
-                                            " payload bytes, not a multiple of 4"));
+    return absl::DataLossError(
+        absl::StrCat("vector value has ", bytes.size() - 1, " payload bytes, not a multiple of 4"));
   }
   std::vector<float> v((bytes.size() - 1) / sizeof(float));
   if (!v.empty()) std::memcpy(v.data(), bytes.data() + 1, v.size() * sizeof(float));
@@ -409,7 +412,8 @@ absl::StatusOr<RecordMeta> DecodeRecordMeta(std::string_view bytes) {
     STORAGE_RETURN_IF_ERROR_(r.String(&key, "weight name"));
     STORAGE_RETURN_IF_ERROR_(r.FixedLE(&w, "weight value"));
     if (!m.weights.empty() && !(m.weights.rbegin()->first < key)) {
-      return r.Error(absl::StrCat("weight '", absl::CHexEscape(internal::Sv(key)), "' out of order"));
+      return r.Error(
+          absl::StrCat("weight '", absl::CHexEscape(internal::Sv(key)), "' out of order"));
     }
     m.weights.emplace_hint(m.weights.end(), std::move(key), w);
   }
@@ -421,7 +425,8 @@ absl::StatusOr<RecordMeta> DecodeRecordMeta(std::string_view bytes) {
     uint8_t tag = 0;
     STORAGE_RETURN_IF_ERROR_(r.String(&key, "attribute name"));
     if (!m.attributes.empty() && !(m.attributes.rbegin()->first < key)) {
-      return r.Error(absl::StrCat("attribute '", absl::CHexEscape(internal::Sv(key)), "' out of order"));
+      return r.Error(
+          absl::StrCat("attribute '", absl::CHexEscape(internal::Sv(key)), "' out of order"));
     }
     STORAGE_RETURN_IF_ERROR_(r.Byte(&tag, "attribute type tag"));
     AttributeValue value;

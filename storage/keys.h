@@ -34,9 +34,11 @@ inline constexpr char kKeyVersion = 0x01;
 // Catalog keys starting with this byte are Rosetta's own bookkeeping, not collections.
 inline constexpr char kInternalKeyTag = 0x00;
 // Catalog key holding the database format version (u32 big-endian).
-inline constexpr std::string_view kFormatVersionKey{"\x00" "format_version", 15};
+inline constexpr std::string_view kFormatVersionKey{"\0format_version", 15};
 // Catalog key holding the next collection id to hand out (u32 big-endian). Never decreases.
-inline constexpr std::string_view kNextCollectionIdKey{"\x00" "next_collection_id", 19};
+inline constexpr std::string_view kNextCollectionIdKey{"\0next_collection_id", 19};
+static_assert(kFormatVersionKey[0] == kInternalKeyTag &&
+              kNextCollectionIdKey[0] == kInternalKeyTag);
 // The on-disk format this build writes and reads.
 inline constexpr uint32_t kFormatVersion = 1;
 // Longest record id a key can hold (the id length is a u16).
@@ -66,16 +68,16 @@ std::string PrefixSuccessor(std::string_view prefix);
 
 struct ParsedRecordKey {
   uint32_t collection = 0;
-  std::string_view id;       // points into the parsed key.
-  std::string_view record;   // the RecordKey part of the parsed key.
+  std::string_view id;      // points into the parsed key.
+  std::string_view record;  // the RecordKey part of the parsed key.
 };
 // Parses a records key; DataLoss if malformed.
 absl::StatusOr<ParsedRecordKey> ParseRecordKey(std::string_view key);
 
 struct ParsedVectorKey {
   uint32_t collection = 0;
-  std::string_view id;       // points into the parsed key.
-  std::string_view record;   // the RecordKey part of the parsed key.
+  std::string_view id;      // points into the parsed key.
+  std::string_view record;  // the RecordKey part of the parsed key.
   uint16_t field = 0;
 };
 // Parses a vectors key; DataLoss if malformed.

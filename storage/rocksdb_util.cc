@@ -12,7 +12,8 @@ namespace rosetta::storage::internal {
 
 absl::Status FromRocks(const rocksdb::Status& s, std::string_view context) {
   if (s.ok()) return absl::OkStatus();
-  const std::string msg = absl::StrCat(absl::string_view(context.data(), context.size()), ": ", s.ToString());
+  const std::string msg =
+      absl::StrCat(absl::string_view(context.data(), context.size()), ": ", s.ToString());
   switch (s.code()) {
     case rocksdb::Status::kOk:
       return absl::OkStatus();

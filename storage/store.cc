@@ -290,18 +290,18 @@ absl::StatusOr<bool> ForeignDatabaseIsEmpty(const std::string& path,
 
 absl::Status Store::Impl::Initialize() {
   std::string value;
-  rocksdb::Status s =
-      db->Get(rocksdb::ReadOptions(), catalog, rocksdb::Slice(internal::kFormatVersionKey.data(),
-                                                              internal::kFormatVersionKey.size()),
-              &value);
+  rocksdb::Status s = db->Get(
+      rocksdb::ReadOptions(), catalog,
+      rocksdb::Slice(internal::kFormatVersionKey.data(), internal::kFormatVersionKey.size()),
+      &value);
   if (s.ok()) {
     auto version = internal::DecodeU32(value, "format version marker");
     if (!version.ok()) return version.status();
     if (*version != internal::kFormatVersion) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "the database at '", path, "' has Rosetta storage format version ", *version,
-          "; this build reads only version ", internal::kFormatVersion,
-          " (was it written by a newer Rosetta?)"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("the database at '", path, "' has Rosetta storage format version ", *version,
+                       "; this build reads only version ", internal::kFormatVersion,
+                       " (was it written by a newer Rosetta?)"));
     }
     s = db->Get(rocksdb::ReadOptions(), catalog,
                 rocksdb::Slice(internal::kNextCollectionIdKey.data(),
@@ -381,9 +381,10 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& path,
       const bool empty = fs::is_empty(path, ec);
       if (ec) return FsError(ec, "cannot list storage directory", path);
       if (!empty) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "'", path, "' is not a Rosetta database: the directory is not empty and holds no "
-            "RocksDB database (no CURRENT file)"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("'", path,
+                         "' is not a Rosetta database: the directory is not empty and holds no "
+                         "RocksDB database (no CURRENT file)"));
       }
       if (!options.create_if_missing) {
         return absl::NotFoundError(absl::StrCat("no database in the empty directory '", path,
@@ -392,8 +393,8 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& path,
     }
   } else {
     if (!options.create_if_missing) {
-      return absl::NotFoundError(
-          absl::StrCat("storage directory '", path, "' does not exist (create_if_missing is false)"));
+      return absl::NotFoundError(absl::StrCat("storage directory '", path,
+                                              "' does not exist (create_if_missing is false)"));
     }
     fs::create_directories(path, ec);
     if (ec) return FsError(ec, "cannot create storage directory", path);
@@ -408,9 +409,9 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& path,
     if (std::find(cf_names.begin(), cf_names.end(), kCatalogCf) == cf_names.end()) {
       ASSIGN_OR_RETURN(const bool empty, ForeignDatabaseIsEmpty(path, cf_names));
       if (!empty) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "'", path, "' is a RocksDB database but not a Rosetta database (no '", kCatalogCf,
-            "' column family)"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("'", path, "' is a RocksDB database but not a Rosetta database (no '",
+                         kCatalogCf, "' column family)"));
       }
     }
   }
@@ -427,8 +428,8 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& path,
   // Column families we do not know (a newer layout) must still be opened: RocksDB refuses to
   // open a database without all of them. The format marker check below then decides.
   for (const auto& n : cf_names) {
-    const bool known = std::any_of(descs.begin(), descs.end(),
-                                   [&](const auto& d) { return d.name == n; });
+    const bool known =
+        std::any_of(descs.begin(), descs.end(), [&](const auto& d) { return d.name == n; });
     if (!known) descs.emplace_back(n, rocksdb::ColumnFamilyOptions());
   }
 
@@ -474,9 +475,9 @@ absl::StatusOr<uint32_t> Store::CreateCollection(const std::string& name,
   rocksdb::Status s = d.db->Get(rocksdb::ReadOptions(), d.catalog, key, &existing);
   if (s.ok()) {
     auto meta = internal::DecodeCollectionMeta(existing);
-    return absl::AlreadyExistsError(absl::StrCat(
-        "collection '", name, "' already exists",
-        meta.ok() ? absl::StrCat(" (id ", meta->id, ")") : std::string()));
+    return absl::AlreadyExistsError(
+        absl::StrCat("collection '", name, "' already exists",
+                     meta.ok() ? absl::StrCat(" (id ", meta->id, ")") : std::string()));
   }
   if (!s.IsNotFound()) {
     return FromRocks(s, absl::StrCat("reading the catalog of '", d.path, "'"));
@@ -513,18 +514,17 @@ absl::StatusOr<std::vector<CollectionMeta>> Store::ListCollections() const {
   std::vector<CollectionMeta> out;
   for (it->Seek(lo_s); it->Valid(); it->Next()) {
     const std::string_view key(it->key().data(), it->key().size());
-    auto meta = internal::DecodeCollectionMeta(std::string_view(it->value().data(),
-                                                                it->value().size()));
+    auto meta =
+        internal::DecodeCollectionMeta(std::string_view(it->value().data(), it->value().size()));
     const std::string_view name = key.substr(1);
     if (!meta.ok()) {
-      return absl::DataLossError(absl::StrCat("catalog entry for collection '",
-                                              Esc(name), "' in '", d.path,
-                                              "': ", meta.status().message()));
+      return absl::DataLossError(absl::StrCat("catalog entry for collection '", Esc(name), "' in '",
+                                              d.path, "': ", meta.status().message()));
     }
     if (meta->name != name) {
-      return absl::DataLossError(absl::StrCat(
-          "catalog entry under key '", Esc(name), "' in '", d.path,
-          "' names collection '", Esc(meta->name), "'"));
+      return absl::DataLossError(absl::StrCat("catalog entry under key '", Esc(name), "' in '",
+                                              d.path, "' names collection '", Esc(meta->name),
+                                              "'"));
     }
     out.push_back(*std::move(meta));
   }
@@ -556,9 +556,9 @@ absl::Status Store::DropCollection(const CollectionMeta& meta) {
   for (auto* cf : {d.records, d.vectors, d.stats}) {
     RETURN_IF_ERROR(FromRocks(wb.DeleteRange(cf, lo, hi), "encoding the drop"));
   }
-  return FromRocks(d.db->Write(d.WriteOpts(), &wb),
-                   absl::StrCat("dropping collection '", meta.name, "' (id ", meta.id, ") in '",
-                                d.path, "'"));
+  return FromRocks(
+      d.db->Write(d.WriteOpts(), &wb),
+      absl::StrCat("dropping collection '", meta.name, "' (id ", meta.id, ") in '", d.path, "'"));
 }
 
 // --- records -------------------------------------------------------------------------------------
@@ -597,15 +597,14 @@ absl::Status CollectVectors(rocksdb::Iterator* it, std::string_view record_key,
     const int cmp = pk.record.compare(record_key);
     if (cmp > 0) break;
     if (cmp < 0) {
-      return absl::DataLossError(absl::StrCat(
-          "record '", Esc(pk.id), "' of collection ", pk.collection, " in '", path,
-          "' has a vector (field ", pk.field, ") but no metadata entry"));
+      return absl::DataLossError(
+          absl::StrCat("record '", Esc(pk.id), "' of collection ", pk.collection, " in '", path,
+                       "' has a vector (field ", pk.field, ") but no metadata entry"));
     }
     auto v = internal::DecodeVectorValue(std::string_view(it->value().data(), it->value().size()));
     if (!v.ok()) {
-      return absl::DataLossError(absl::StrCat("record '", Esc(pk.id), "' field ",
-                                              pk.field, " in '", path, "': ",
-                                              v.status().message()));
+      return absl::DataLossError(absl::StrCat("record '", Esc(pk.id), "' field ", pk.field, " in '",
+                                              path, "': ", v.status().message()));
     }
     out->emplace_back(pk.field, *std::move(v));
   }
@@ -616,8 +615,8 @@ absl::StatusOr<RecordMeta> DecodeMetaFor(std::string_view bytes, std::string_vie
                                          const std::string& path) {
   auto meta = DecodeRecordMeta(bytes);
   if (!meta.ok()) {
-    return absl::DataLossError(absl::StrCat("record '", Esc(id), "' in '", path,
-                                            "': ", meta.status().message()));
+    return absl::DataLossError(
+        absl::StrCat("record '", Esc(id), "' in '", path, "': ", meta.status().message()));
   }
   return meta;
 }
@@ -642,8 +641,7 @@ absl::StatusOr<std::optional<StoredRecord>> Store::GetRecord(uint32_t collection
   rocksdb::Status s = d.db->Get(ro, d.records, rkey, &value);
   const bool has_meta = s.ok();
   if (!has_meta && !s.IsNotFound()) {
-    return FromRocks(s, absl::StrCat("reading record '", Esc(id), "' from '", d.path,
-                                     "'"));
+    return FromRocks(s, absl::StrCat("reading record '", Esc(id), "' from '", d.path, "'"));
   }
 
   // Every vectors key of this record starts with rkey, and no other key does: the id length
@@ -657,8 +655,8 @@ absl::StatusOr<std::optional<StoredRecord>> Store::GetRecord(uint32_t collection
   if (!has_meta) {
     RETURN_IF_ERROR(FromRocks(it->status(), "reading vectors"));
     if (it->Valid()) {
-      return absl::DataLossError(absl::StrCat("record '", Esc(id),
-                                              "' of collection ", collection, " in '", d.path,
+      return absl::DataLossError(absl::StrCat("record '", Esc(id), "' of collection ", collection,
+                                              " in '", d.path,
                                               "' has vectors but no metadata entry"));
     }
     return std::optional<StoredRecord>();
@@ -687,8 +685,8 @@ absl::Status Store::ScanRecords(uint32_t collection,
   ro.snapshot = snap;
   ro.iterate_lower_bound = &lo_s;
   ro.iterate_upper_bound = &hi_s;
-  ro.fill_cache = false;           // a full scan would only evict the point-lookup working set.
-  ro.readahead_size = 2 << 20;     // sequential reads.
+  ro.fill_cache = false;        // a full scan would only evict the point-lookup working set.
+  ro.readahead_size = 2 << 20;  // sequential reads.
   std::unique_ptr<rocksdb::Iterator> rit(d.db->NewIterator(ro, d.records));
   std::unique_ptr<rocksdb::Iterator> vit(d.db->NewIterator(ro, d.vectors));
   rit->Seek(lo_s);
@@ -698,22 +696,21 @@ absl::Status Store::ScanRecords(uint32_t collection,
     ASSIGN_OR_RETURN(const internal::ParsedRecordKey pk, internal::ParseRecordKey(rkey));
     StoredRecord rec;
     rec.id = std::string(pk.id);
-    ASSIGN_OR_RETURN(rec.meta, DecodeMetaFor(std::string_view(rit->value().data(),
-                                                              rit->value().size()),
-                                             pk.id, d.path));
+    ASSIGN_OR_RETURN(
+        rec.meta,
+        DecodeMetaFor(std::string_view(rit->value().data(), rit->value().size()), pk.id, d.path));
     RETURN_IF_ERROR(CollectVectors(vit.get(), rkey, &rec.vectors, d.path));
     RETURN_IF_ERROR(fn(std::move(rec)));
   }
-  RETURN_IF_ERROR(FromRocks(rit->status(), absl::StrCat("scanning collection ", collection,
-                                                        " in '", d.path, "'")));
+  RETURN_IF_ERROR(FromRocks(
+      rit->status(), absl::StrCat("scanning collection ", collection, " in '", d.path, "'")));
   // Vectors after the last record have no meta entry either.
   if (vit->Valid()) {
     const std::string_view vkey(vit->key().data(), vit->key().size());
     ASSIGN_OR_RETURN(const internal::ParsedVectorKey pk, internal::ParseVectorKey(vkey));
-    return absl::DataLossError(absl::StrCat("record '", Esc(pk.id),
-                                            "' of collection ", pk.collection, " in '", d.path,
-                                            "' has a vector (field ", pk.field,
-                                            ") but no metadata entry"));
+    return absl::DataLossError(
+        absl::StrCat("record '", Esc(pk.id), "' of collection ", pk.collection, " in '", d.path,
+                     "' has a vector (field ", pk.field, ") but no metadata entry"));
   }
   return FromRocks(vit->status(),
                    absl::StrCat("scanning collection ", collection, " in '", d.path, "'"));
@@ -728,8 +725,7 @@ absl::StatusOr<std::optional<std::string>> Store::GetStat(uint32_t collection,
   rocksdb::Status s =
       d.db->Get(rocksdb::ReadOptions(), d.stats, internal::StatKey(collection, name), &value);
   if (s.IsNotFound()) return std::optional<std::string>();
-  RETURN_IF_ERROR(FromRocks(s, absl::StrCat("reading stat '", Esc(name), "' from '",
-                                            d.path, "'")));
+  RETURN_IF_ERROR(FromRocks(s, absl::StrCat("reading stat '", Esc(name), "' from '", d.path, "'")));
   return std::optional<std::string>(std::move(value));
 }
 

@@ -70,6 +70,7 @@ namespace rosetta::storage {
 enum class SyncPolicy {
   kAlways,  // fsync the WAL before acknowledging each commit. Default.
   kNone,    // write the WAL without fsync: survives a process crash, not a power loss.
+            // Destroying the Store syncs the WAL once, so a clean shutdown loses nothing.
 };
 
 const char* SyncPolicyName(SyncPolicy p);  // "always" | "none"
@@ -83,7 +84,7 @@ struct StoreOptions {
 
 // A collection's catalog entry.
 struct CollectionMeta {
-  uint32_t id = 0;          // unique, never reused within one database.
+  uint32_t id = 0;  // unique, never reused within one database.
   std::string name;
   std::string schema_json;  // SchemaToJson(schema), serialized.
 };
@@ -118,8 +119,8 @@ class Batch {
   void DeleteRecord(uint32_t collection, std::string_view id, std::span<const uint16_t> fields);
   void PutStat(uint32_t collection, std::string_view name, std::string_view bytes);
 
-  size_t count() const;   // operations added.
-  size_t bytes() const;   // approximate payload size.
+  size_t count() const;  // operations added.
+  size_t bytes() const;  // approximate payload size.
 
  private:
   friend class Store;
@@ -175,7 +176,8 @@ class Store {
   absl::Status Commit(Batch&& batch);
 
   // Point lookups. NotFound-free: an absent record is std::nullopt. Meta and vectors are read
-  // from one snapshot; vectors without a meta entry are DataLoss.
+  // from one snapshot; vectors without a meta entry are DataLoss. An id longer than 65535 bytes
+  // cannot be stored, so it is std::nullopt.
   absl::StatusOr<std::optional<StoredRecord>> GetRecord(uint32_t collection,
                                                         std::string_view id) const;
 

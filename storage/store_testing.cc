@@ -41,7 +41,8 @@ absl::Status PutRaw(const std::string& path, std::string_view cf, std::string_vi
   rocksdb::DB* db = nullptr;
   s = rocksdb::DB::Open(o, path, descs, &handles, &db);
   if (!s.ok()) return FromRocks(s, absl::StrCat("opening ", path));
-  absl::Status result = absl::NotFoundError(absl::StrCat("no column family '", std::string(cf), "'"));
+  absl::Status result =
+      absl::NotFoundError(absl::StrCat("no column family '", std::string(cf), "'"));
   for (auto* h : handles) {
     if (h->GetName() != cf) continue;
     rocksdb::WriteOptions w;

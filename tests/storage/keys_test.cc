@@ -77,8 +77,8 @@ TEST(KeysTest, EncodedOrderMatchesCollectionThenLengthThenBytes) {
     const std::string ra = RecordKey(a.collection, a.id), rb = RecordKey(b.collection, b.id);
     const bool same_record = a.collection == b.collection && a.id == b.id;
     // Records: strict order agrees with the reference (ignoring fields).
-    EXPECT_EQ(BytewiseLess(ra, rb), !same_record && ref_less({a.collection, a.id, 0},
-                                                              {b.collection, b.id, 0}))
+    EXPECT_EQ(BytewiseLess(ra, rb),
+              !same_record && ref_less({a.collection, a.id, 0}, {b.collection, b.id, 0}))
         << "records keys " << i;
     EXPECT_EQ(ra == rb, same_record);
     // Vectors: the same order, refined by field.
@@ -109,11 +109,18 @@ TEST(KeysTest, EncodedOrderMatchesCollectionThenLengthThenBytes) {
 }
 
 TEST(KeysTest, LayoutIsAsDocumented) {
-  EXPECT_EQ(RecordKey(0x01020304, "ab"), std::string("\x01\x01\x02\x03\x04\x00\x02" "ab", 9));
-  EXPECT_EQ(VectorKey(0x01020304, "ab", 0x0506),
-            std::string("\x01\x01\x02\x03\x04\x00\x02" "ab\x05\x06", 11));
-  EXPECT_EQ(internal::StatKey(7, "calib"), std::string("\x01\x00\x00\x00\x07" "calib", 10));
-  EXPECT_EQ(internal::CatalogKey("c"), std::string("\x01" "c", 2));
+  EXPECT_EQ(RecordKey(0x01020304, "ab"), std::string("\x01\x01\x02\x03\x04\x00\x02"
+                                                     "ab",
+                                                     9));
+  EXPECT_EQ(VectorKey(0x01020304, "ab", 0x0506), std::string("\x01\x01\x02\x03\x04\x00\x02"
+                                                             "ab\x05\x06",
+                                                             11));
+  EXPECT_EQ(internal::StatKey(7, "calib"), std::string("\x01\x00\x00\x00\x07"
+                                                       "calib",
+                                                       10));
+  EXPECT_EQ(internal::CatalogKey("c"), std::string("\x01"
+                                                   "c",
+                                                   2));
   EXPECT_EQ(internal::CollectionPrefix(7), std::string("\x01\x00\x00\x00\x07", 5));
   EXPECT_EQ(internal::CollectionPrefixEnd(7), std::string("\x01\x00\x00\x00\x08", 5));
   EXPECT_EQ(internal::CollectionPrefixEnd(0xFFFFFFFF), std::string("\x02", 1));
@@ -127,14 +134,14 @@ TEST(KeysTest, LayoutIsAsDocumented) {
 TEST(KeysTest, MalformedKeysAreDataLoss) {
   EXPECT_STATUS_IS(ParseRecordKey(""), absl::StatusCode::kDataLoss, "malformed records key");
   EXPECT_STATUS_IS(ParseRecordKey(std::string("\x02\0\0\0\1\0\0", 7)), absl::StatusCode::kDataLoss,
-                "malformed");
+                   "malformed");
   std::string k = RecordKey(1, "abc");
   EXPECT_STATUS_IS(ParseRecordKey(k + "x"), absl::StatusCode::kDataLoss, "id length 3");
   EXPECT_STATUS_IS(ParseRecordKey(k.substr(0, k.size() - 1)), absl::StatusCode::kDataLoss,
-                "id length 3");
+                   "id length 3");
   std::string v = VectorKey(1, "abc", 9);
   EXPECT_STATUS_IS(ParseVectorKey(v.substr(0, v.size() - 1)), absl::StatusCode::kDataLoss,
-                "malformed vectors key");
+                   "malformed vectors key");
   EXPECT_STATUS_IS(ParseVectorKey(k), absl::StatusCode::kDataLoss, "malformed vectors key");
 }
 
@@ -188,11 +195,11 @@ TEST(KeysTest, DamagedVectorValuesAreDataLoss) {
   const std::string enc = internal::EncodeVectorValue(std::vector<float>{1, 2, 3});
   EXPECT_STATUS_IS(internal::DecodeVectorValue(""), absl::StatusCode::kDataLoss, "empty");
   EXPECT_STATUS_IS(internal::DecodeVectorValue(enc.substr(0, enc.size() - 1)),
-                absl::StatusCode::kDataLoss, "not a multiple of 4");
+                   absl::StatusCode::kDataLoss, "not a multiple of 4");
   std::string bad_version = enc;
   bad_version[0] = 0x02;
   EXPECT_STATUS_IS(internal::DecodeVectorValue(bad_version), absl::StatusCode::kDataLoss,
-                "unknown format version 2");
+                   "unknown format version 2");
 }
 
 // --- catalog values ------------------------------------------------------------------------------
@@ -207,10 +214,10 @@ TEST(KeysTest, CollectionMetaRoundTripAndDamage) {
   for (size_t n = 0; n < enc.size(); ++n) {
     SCOPED_TRACE(n);
     EXPECT_STATUS_IS(internal::DecodeCollectionMeta(enc.substr(0, n)), absl::StatusCode::kDataLoss,
-                  "catalog entry");
+                     "catalog entry");
   }
   EXPECT_STATUS_IS(internal::DecodeCollectionMeta(enc + "z"), absl::StatusCode::kDataLoss,
-                "trailing");
+                   "trailing");
   EXPECT_STATUS_IS(internal::DecodeU32("abc", "counter"), absl::StatusCode::kDataLoss, "counter");
 }
 
@@ -298,11 +305,21 @@ TEST(RecordMetaTest, RoundTripsEmptyAndEachProvenanceMemberAlone) {
   for (int member = 0; member < 5; ++member) {
     RecordMeta m;
     switch (member) {
-      case 0: m.provenance.source = "s"; break;
-      case 1: m.provenance.collected_at = "t"; break;
-      case 2: m.provenance.steps = {"x"}; break;
-      case 3: m.provenance.dataset_version = "v"; break;
-      case 4: m.provenance.encoder = "e"; break;
+      case 0:
+        m.provenance.source = "s";
+        break;
+      case 1:
+        m.provenance.collected_at = "t";
+        break;
+      case 2:
+        m.provenance.steps = {"x"};
+        break;
+      case 3:
+        m.provenance.dataset_version = "v";
+        break;
+      case 4:
+        m.provenance.encoder = "e";
+        break;
     }
     ASSERT_OK_AND_ASSIGN(RecordMeta d, DecodeRecordMeta(EncodeRecordMeta(m)));
     EXPECT_EQ(d.provenance, m.provenance) << member;
@@ -329,25 +346,47 @@ TEST(RecordMetaTest, EveryTruncationIsDataLoss) {
 TEST(RecordMetaTest, TrailingBytesVersionAndTagsAreChecked) {
   const std::string enc = EncodeRecordMeta(RichMeta());
   EXPECT_STATUS_IS(DecodeRecordMeta(enc + std::string(1, '\0')), absl::StatusCode::kDataLoss,
-                "1 trailing bytes");
+                   "1 trailing bytes");
   std::string v2 = enc;
   v2[0] = 0x02;
   EXPECT_STATUS_IS(DecodeRecordMeta(v2), absl::StatusCode::kDataLoss, "unknown format version 2");
 
   // Hand-built: one attribute "a" with tag 9.
-  const std::string bad_tag("\x01\x00\x01\x01" "a" "\x09", 6);
+  const std::string bad_tag(
+      "\x01\x00\x01\x01"
+      "a"
+      "\x09",
+      6);
   EXPECT_STATUS_IS(DecodeRecordMeta(bad_tag), absl::StatusCode::kDataLoss,
-                "unknown attribute type tag 9");
+                   "unknown attribute type tag 9");
   // A bool stored as 2.
-  const std::string bad_bool("\x01\x00\x01\x01" "a" "\x03\x02" "\0\0\0\0\0", 12);
+  const std::string bad_bool(
+      "\x01\x00\x01\x01"
+      "a"
+      "\x03\x02"
+      "\0\0\0\0\0",
+      12);
   EXPECT_STATUS_IS(DecodeRecordMeta(bad_bool), absl::StatusCode::kDataLoss, "bool");
   // Two attributes out of order ("b" then "a"), both bool true.
-  const std::string unordered("\x01\x00\x02\x01" "b" "\x03\x01\x01" "a" "\x03\x01" "\0\0\0\0\0",
-                              16);
+  const std::string unordered(
+      "\x01\x00\x02\x01"
+      "b"
+      "\x03\x01\x01"
+      "a"
+      "\x03\x01"
+      "\0\0\0\0\0",
+      16);
   EXPECT_STATUS_IS(DecodeRecordMeta(unordered), absl::StatusCode::kDataLoss, "out of order");
   // A duplicated weight.
-  const std::string dup("\x01\x02\x01" "w" "\0\0\x80\x3f" "\x01" "w" "\0\0\x80\x3f" "\0\0\0\0\0\0",
-                        20);
+  const std::string dup(
+      "\x01\x02\x01"
+      "w"
+      "\0\0\x80\x3f"
+      "\x01"
+      "w"
+      "\0\0\x80\x3f"
+      "\0\0\0\0\0\0",
+      20);
   EXPECT_STATUS_IS(DecodeRecordMeta(dup), absl::StatusCode::kDataLoss, "out of order");
   // A count far beyond the bytes present must not allocate: 2^40 weights.
   const std::string huge("\x01\x80\x80\x80\x80\x80\x20", 7);

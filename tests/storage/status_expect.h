@@ -8,10 +8,9 @@
 
 #include "tests/testing/testing.h"
 
-#define EXPECT_STATUS_IS(expr, want_code, substr)                                       \
-  do {                                                                                  \
-    const ::absl::Status storage_s_ = ::rosetta::testing::ToStatus(expr);               \
-    EXPECT_EQ(storage_s_.code(), want_code) << storage_s_;                              \
-    EXPECT_THAT(std::string(storage_s_.message()), ::testing::HasSubstr(substr))        \
-        << storage_s_;                                                                  \
+#define EXPECT_STATUS_IS(expr, want_code, substr)                                               \
+  do {                                                                                          \
+    const ::absl::Status storage_s_ = ::rosetta::testing::ToStatus(expr);                       \
+    EXPECT_EQ(storage_s_.code(), want_code) << storage_s_;                                      \
+    EXPECT_THAT(std::string(storage_s_.message()), ::testing::HasSubstr(substr)) << storage_s_; \
   } while (0)

@@ -6,11 +6,13 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <random>
 #include <string>
 #include <thread>
@@ -51,7 +53,9 @@ RecordMeta MetaWithTitle(const std::string& title) {
   return m;
 }
 
-std::string Title(const StoredRecord& r) { return std::get<std::string>(r.meta.attributes.at("title")); }
+std::string Title(const StoredRecord& r) {
+  return std::get<std::string>(r.meta.attributes.at("title"));
+}
 
 class StoreTest : public ::testing::Test {
  protected:
@@ -95,8 +99,9 @@ TEST_F(StoreTest, CreateListDropCollectionsAndIdsAreNeverReused) {
     EXPECT_EQ(a, 2u);
     EXPECT_EQ(c, 3u);
     EXPECT_STATUS_IS(store->CreateCollection("a", "{}"), absl::StatusCode::kAlreadyExists,
-                  "collection 'a' already exists (id 2)");
-    EXPECT_STATUS_IS(store->CreateCollection("", "{}"), absl::StatusCode::kInvalidArgument, "empty");
+                     "collection 'a' already exists (id 2)");
+    EXPECT_STATUS_IS(store->CreateCollection("", "{}"), absl::StatusCode::kInvalidArgument,
+                     "empty");
 
     ASSERT_OK_AND_ASSIGN(auto list, store->ListCollections());
     ASSERT_EQ(list.size(), 3u);
@@ -108,12 +113,12 @@ TEST_F(StoreTest, CreateListDropCollectionsAndIdsAreNeverReused) {
 
     ASSERT_OK(store->DropCollection(list[1]));  // b, id 1
     EXPECT_STATUS_IS(store->DropCollection(list[1]), absl::StatusCode::kNotFound,
-                  "collection 'b' does not exist");
+                     "collection 'b' does not exist");
     ASSERT_OK_AND_ASSIGN(uint32_t b2, store->CreateCollection("b", "{}"));
     EXPECT_EQ(b2, 4u);  // not 1 again.
     // The stale meta (id 1) must not drop the new "b".
     EXPECT_STATUS_IS(store->DropCollection(list[1]), absl::StatusCode::kFailedPrecondition,
-                  "has id 4, not 1");
+                     "has id 4, not 1");
     ASSERT_OK(store->DropCollection(CollectionMeta{4, "b", "{}"}));
   }
   {
@@ -150,8 +155,8 @@ TEST_F(StoreTest, EverythingSurvivesReopenBitExact) {
                      {"d", 1e-310},
                      {"b", true},
                      {"l", std::vector<std::string>{"x", "", "日本"}}};
-  meta.provenance = {"flickr8k", "2025-08-09T10:00:00Z", {"resize 224", "center-crop"}, "v1",
-                     "enc@1"};
+  meta.provenance = {
+      "flickr8k", "2025-08-09T10:00:00Z", {"resize 224", "center-crop"}, "v1", "enc@1"};
   uint32_t coll = 0;
   {
     auto store = OpenOrDie();
@@ -274,7 +279,7 @@ TEST_F(StoreTest, BatchWithAnInvalidIdWritesNothing) {
   b.PutVector(coll, too_long, 0, std::vector<float>{1});
   b.PutStat(coll, "s", "v");
   EXPECT_STATUS_IS(store->Commit(std::move(b)), absl::StatusCode::kInvalidArgument,
-                "record id of 70000 bytes is longer than the 65535-byte maximum");
+                   "record id of 70000 bytes is longer than the 65535-byte maximum");
   EXPECT_TRUE(ScanAll(*store, coll).empty());
   ASSERT_OK_AND_ASSIGN(auto stat, store->GetStat(coll, "s"));
   EXPECT_FALSE(stat.has_value());
@@ -451,8 +456,8 @@ TEST_F(StoreTest, ScanOrderIsLengthThenBytesAndStopsEarly) {
   ASSERT_NE(store, nullptr);
   ASSERT_OK_AND_ASSIGN(uint32_t coll, store->CreateCollection("c", "{}"));
   ASSERT_OK_AND_ASSIGN(uint32_t other, store->CreateCollection("other", "{}"));
-  const std::vector<std::string> ids = {"b", "aa", "a", "\xff", std::string("\0", 1), "ab",
-                                        "abc", "B", "ba"};
+  const std::vector<std::string> ids = {"b",  "aa",  "a", "\xff", std::string("\0", 1),
+                                        "ab", "abc", "B", "ba"};
   Batch b;
   for (const auto& id : ids) {
     b.PutMeta(coll, id, MetaWithTitle(id));
@@ -474,8 +479,8 @@ TEST_F(StoreTest, ScanOrderIsLengthThenBytesAndStopsEarly) {
     }
     return absl::OkStatus();
   }));
-  EXPECT_THAT(seen, ElementsAre(std::string("\0", 1), "B", "a", "b", "\xff", "aa", "ab", "ba",
-                                "abc"));
+  EXPECT_THAT(seen,
+              ElementsAre(std::string("\0", 1), "B", "a", "b", "\xff", "aa", "ab", "ba", "abc"));
 
   int calls = 0;
   absl::Status stop = store->ScanRecords(coll, [&](StoredRecord&& r) {
@@ -542,9 +547,9 @@ TEST_F(StoreTest, VectorsWithoutMetaAreDataLoss) {
   b.PutVector(coll, "a", 4, std::vector<float>{1});  // orphan, before the first record.
   ASSERT_OK(store->Commit(std::move(b)));
   EXPECT_STATUS_IS(store->ScanRecords(coll, [](StoredRecord&&) { return absl::OkStatus(); }),
-                absl::StatusCode::kDataLoss, "record 'a' of collection 1");
+                   absl::StatusCode::kDataLoss, "record 'a' of collection 1");
   EXPECT_STATUS_IS(store->GetRecord(coll, "a"), absl::StatusCode::kDataLoss,
-                "has vectors but no metadata entry");
+                   "has vectors but no metadata entry");
 
   Batch fix;
   fix.DeleteVector(coll, "a", 4);
@@ -552,11 +557,11 @@ TEST_F(StoreTest, VectorsWithoutMetaAreDataLoss) {
   ASSERT_OK(store->Commit(std::move(fix)));
   int calls = 0;
   EXPECT_STATUS_IS(store->ScanRecords(coll,
-                                   [&](StoredRecord&&) {
-                                     ++calls;
-                                     return absl::OkStatus();
-                                   }),
-                absl::StatusCode::kDataLoss, "record 'zzz' of collection 1 in '" + db_path());
+                                      [&](StoredRecord&&) {
+                                        ++calls;
+                                        return absl::OkStatus();
+                                      }),
+                   absl::StatusCode::kDataLoss, "record 'zzz' of collection 1 in '" + db_path());
   EXPECT_EQ(calls, 1);  // "b" was delivered before the orphan was found.
 }
 
@@ -577,12 +582,12 @@ TEST_F(StoreTest, DamagedValuesOnDiskAreDataLoss) {
   auto store = OpenOrDie();
   ASSERT_NE(store, nullptr);
   EXPECT_STATUS_IS(store->GetRecord(coll, "bad"), absl::StatusCode::kDataLoss,
-                "record 'bad' in '" + db_path() + "': record metadata is");
+                   "record 'bad' in '" + db_path() + "': record metadata is");
   EXPECT_STATUS_IS(store->GetRecord(coll, "ok"), absl::StatusCode::kDataLoss,
-                "record 'ok' field 1");
+                   "record 'ok' field 1");
   // "ok" (2 bytes) sorts before "bad" (3 bytes): the scan stops at its damaged vector.
   EXPECT_STATUS_IS(store->ScanRecords(coll, [](StoredRecord&&) { return absl::OkStatus(); }),
-                absl::StatusCode::kDataLoss, "record 'ok' field 1");
+                   absl::StatusCode::kDataLoss, "record 'ok' field 1");
 }
 
 // --- open errors ---------------------------------------------------------------------------------
@@ -597,12 +602,39 @@ TEST_F(StoreTest, SecondOpenInTheSameProcessIsFailedPrecondition) {
   EXPECT_NE(OpenOrDie(), nullptr);  // the lock went with the first store.
 }
 
-// Child side of SecondOpenInAnotherProcessIsFailedPrecondition: run only when that test spawns
-// this binary with the path in the environment (disabled otherwise). Exit code 3 means
-// FailedPrecondition naming the path.
-TEST(StoreLockChild, DISABLED_TryOpen) {
-  const char* path = std::getenv("ROSETTA_STORE_LOCK_CHILD_PATH");
-  if (path == nullptr) GTEST_SKIP() << "helper for the cross-process lock test";
+// --- child processes -----------------------------------------------------------------------------
+//
+// Some tests need a second process. They re-run this binary on one DISABLED_ helper test (so the
+// helpers never run on their own), passing parameters through the environment.
+
+constexpr const char* kChildPathEnv = "ROSETTA_STORE_CHILD_PATH";
+constexpr int kAckFd = 3;  // the crash writer reports acknowledged batches on this descriptor.
+
+// Spawns this binary running `test` with kChildPathEnv=path; if ack_pipe_write >= 0 it becomes
+// the child's descriptor kAckFd. Returns the child's pid, or -1.
+pid_t SpawnChild(const std::string& test, const std::string& path, int ack_pipe_write = -1) {
+  const std::string exe = std::filesystem::read_symlink("/proc/self/exe").string();
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e != nullptr; ++e) env_strings.emplace_back(*e);
+  env_strings.push_back(absl::StrCat(kChildPathEnv, "=", path));
+  std::vector<char*> envp;
+  for (auto& e : env_strings) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  std::string a0 = exe, a1 = "--gtest_filter=" + test, a2 = "--gtest_also_run_disabled_tests";
+  char* argv[] = {a0.data(), a1.data(), a2.data(), nullptr};
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  if (ack_pipe_write >= 0) posix_spawn_file_actions_adddup2(&actions, ack_pipe_write, kAckFd);
+  pid_t pid = -1;
+  const int rc = posix_spawn(&pid, exe.c_str(), &actions, nullptr, argv, envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  return rc == 0 ? pid : -1;
+}
+
+// Exit code 3: Open failed with FailedPrecondition naming the path.
+TEST(StoreChild, DISABLED_TryOpen) {
+  const char* path = std::getenv(kChildPathEnv);
+  if (path == nullptr) GTEST_SKIP() << "helper for SecondOpenInAnotherProcessIsFailedPrecondition";
   auto s = Store::Open(path, StoreOptions());
   int code = 4;
   if (s.ok()) {
@@ -620,29 +652,96 @@ TEST(StoreLockChild, DISABLED_TryOpen) {
 TEST_F(StoreTest, SecondOpenInAnotherProcessIsFailedPrecondition) {
   auto store = OpenOrDie();
   ASSERT_NE(store, nullptr);
-  std::string exe = std::filesystem::read_symlink("/proc/self/exe").string();
-  std::vector<std::string> env_strings;
-  for (char** e = environ; *e != nullptr; ++e) env_strings.emplace_back(*e);
-  env_strings.push_back("ROSETTA_STORE_LOCK_CHILD_PATH=" + db_path());
-  std::vector<char*> envp;
-  for (auto& e : env_strings) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  std::string a0 = exe, a1 = "--gtest_filter=StoreLockChild.DISABLED_TryOpen",
-              a2 = "--gtest_also_run_disabled_tests";
-  char* argv[] = {a0.data(), a1.data(), a2.data(), nullptr};
-  pid_t pid = 0;
-  ASSERT_EQ(posix_spawn(&pid, exe.c_str(), nullptr, nullptr, argv, envp.data()), 0);
+  const pid_t pid = SpawnChild("StoreChild.DISABLED_TryOpen", db_path());
+  ASSERT_GT(pid, 0);
   int wstatus = 0;
   ASSERT_EQ(waitpid(pid, &wstatus, 0), pid);
   ASSERT_TRUE(WIFEXITED(wstatus));
   EXPECT_EQ(WEXITSTATUS(wstatus), 3) << "0: child opened a locked database; 4: wrong error";
 }
 
+constexpr int kCrashBatchRecords = 40;
+
+// Commits batches 0, 1, 2, ... of kCrashBatchRecords records each (sync: none) and writes each
+// acknowledged batch number to kAckFd, until killed.
+TEST(StoreChild, DISABLED_CrashWriter) {
+  const char* path = std::getenv(kChildPathEnv);
+  if (path == nullptr) GTEST_SKIP() << "helper for ABatchIsAllOrNothingWhenTheWriterIsKilled";
+  StoreOptions o;
+  o.sync = SyncPolicy::kNone;
+  auto store = Store::Open(path, o);
+  if (!store.ok()) std::_Exit(5);
+  auto coll = (*store)->CreateCollection("c", "{}");
+  if (!coll.ok()) std::_Exit(6);
+  const std::vector<float> v = testing::RandomVectors(1, 256, 1);
+  for (int batch = 0;; ++batch) {
+    Batch b;
+    for (int j = 0; j < kCrashBatchRecords; ++j) {
+      const std::string id = absl::StrCat("b", batch, "-", j);
+      b.PutMeta(*coll, id, MetaWithTitle(absl::StrCat(batch)));
+      b.PutVector(*coll, id, 0, v);
+    }
+    if (!(*store)->Commit(std::move(b)).ok()) std::_Exit(7);
+    const std::string ack = absl::StrCat(batch, "\n");
+    if (write(kAckFd, ack.data(), ack.size()) != static_cast<ssize_t>(ack.size())) std::_Exit(8);
+  }
+}
+
+TEST_F(StoreTest, ABatchIsAllOrNothingWhenTheWriterIsKilled) {
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  const pid_t pid = SpawnChild("StoreChild.DISABLED_CrashWriter", db_path(), fds[1]);
+  close(fds[1]);
+  ASSERT_GT(pid, 0);
+  // Read acknowledgements until a few batches are in, then kill the writer mid-stream.
+  int last_acked = -1;
+  std::string buf;
+  char chunk[256];
+  while (last_acked < 20) {
+    const ssize_t n = read(fds[0], chunk, sizeof(chunk));
+    if (n <= 0) break;
+    buf.append(chunk, n);
+    size_t nl;
+    while ((nl = buf.find('\n')) != std::string::npos) {
+      last_acked = std::stoi(buf.substr(0, nl));
+      buf.erase(0, nl + 1);
+    }
+  }
+  kill(pid, SIGKILL);
+  int wstatus = 0;
+  ASSERT_EQ(waitpid(pid, &wstatus, 0), pid);
+  close(fds[0]);
+  ASSERT_TRUE(WIFSIGNALED(wstatus))
+      << "the writer exited by itself with code " << WEXITSTATUS(wstatus);
+  ASSERT_GE(last_acked, 20);
+
+  auto store = OpenOrDie();
+  ASSERT_NE(store, nullptr);
+  ASSERT_OK_AND_ASSIGN(auto list, store->ListCollections());
+  ASSERT_EQ(list.size(), 1u);
+  std::map<int, int> per_batch;  // batch -> records present.
+  ASSERT_OK(store->ScanRecords(list[0].id, [&](StoredRecord&& r) {
+    const int batch = std::stoi(Title(r));
+    EXPECT_EQ(r.vectors.size(), 1u) << r.id;
+    ++per_batch[batch];
+    return absl::OkStatus();
+  }));
+  // Every acknowledged batch survived the kill (the WAL was written before Commit returned)...
+  for (int b = 0; b <= last_acked; ++b) EXPECT_EQ(per_batch[b], kCrashBatchRecords) << b;
+  // ...and every batch present is whole, with no gaps (one sequential writer).
+  int expected_next = 0;
+  for (const auto& [batch, count] : per_batch) {
+    EXPECT_EQ(batch, expected_next);
+    EXPECT_EQ(count, kCrashBatchRecords) << "batch " << batch << " is partial";
+    expected_next = batch + 1;
+  }
+}
+
 TEST_F(StoreTest, NonDatabaseDirectoryIsInvalidArgument) {
   std::filesystem::create_directories(db_path());
   std::ofstream(db_path() + "/notes.txt") << "not a database";
   EXPECT_STATUS_IS(Store::Open(db_path(), StoreOptions()), absl::StatusCode::kInvalidArgument,
-                "'" + db_path() + "' is not a Rosetta database");
+                   "'" + db_path() + "' is not a Rosetta database");
   // Nothing was written into it.
   int entries = 0;
   for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(db_path())) ++entries;
@@ -651,14 +750,14 @@ TEST_F(StoreTest, NonDatabaseDirectoryIsInvalidArgument) {
   const std::string file = (dir_.path() / "plain-file").string();
   std::ofstream(file) << "x";
   EXPECT_STATUS_IS(Store::Open(file, StoreOptions()), absl::StatusCode::kInvalidArgument,
-                "is not a directory");
+                   "is not a directory");
 }
 
 TEST_F(StoreTest, ForeignRocksDbWithDataIsInvalidArgumentAndEmptyOneIsAdopted) {
   const std::string foreign = (dir_.path() / "foreign").string();
   ASSERT_OK(test_hooks::CreatePlainRocksDb(foreign, /*with_data=*/true));
   EXPECT_STATUS_IS(Store::Open(foreign, StoreOptions()), absl::StatusCode::kInvalidArgument,
-                "'" + foreign + "' is a RocksDB database but not a Rosetta database");
+                   "'" + foreign + "' is a RocksDB database but not a Rosetta database");
 
   const std::string empty = (dir_.path() / "empty-rocksdb").string();
   ASSERT_OK(test_hooks::CreatePlainRocksDb(empty, /*with_data=*/false));
@@ -687,7 +786,7 @@ TEST_F(StoreTest, UnknownFormatVersionIsRejected) {
   ASSERT_OK(test_hooks::PutRaw(db_path(), "catalog", internal::kFormatVersionKey,
                                internal::EncodeU32(2)));
   EXPECT_STATUS_IS(Store::Open(db_path(), StoreOptions()), absl::StatusCode::kFailedPrecondition,
-                "format version 2; this build reads only version 1");
+                   "format version 2; this build reads only version 1");
   // The failed open left nothing locked or half-open: a fixed marker opens again.
   ASSERT_OK(test_hooks::PutRaw(db_path(), "catalog", internal::kFormatVersionKey,
                                internal::EncodeU32(1)));
