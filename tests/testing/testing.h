@@ -71,11 +71,12 @@ std::vector<float> ClusteredVectors(size_t n, size_t d, size_t clusters, uint64_
   lhs = std::move(tmp).value()
 
 // EXPECT_STATUS(expr, absl::StatusCode::kInvalidArgument, "substring of the message")
-#define EXPECT_STATUS(expr, code, substr)                                            \
+#define EXPECT_STATUS(expr, want_code, want_substr)                                   \
   do {                                                                               \
     const ::absl::Status rosetta_s_ = ::rosetta::testing::ToStatus(expr);            \
-    EXPECT_EQ(rosetta_s_.code(), code) << rosetta_s_;                                \
-    EXPECT_THAT(std::string(rosetta_s_.message()), ::testing::HasSubstr(substr)) << rosetta_s_; \
+    EXPECT_EQ(rosetta_s_.code(), want_code) << rosetta_s_;                           \
+    EXPECT_THAT(std::string(rosetta_s_.message()), ::testing::HasSubstr(want_substr)) \
+        << rosetta_s_;                                                               \
   } while (0)
 
 namespace rosetta::testing {
