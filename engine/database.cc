@@ -1,0 +1,514 @@
+#include "engine/database.h"
+
+#include <chrono>
+#include <map>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/synchronization/mutex.h"
+#include "engine/calibration.h"
+#include "engine/layout.h"
+#include "engine/search.h"
+#include "engine/segment.h"
+#include "kernels/parallel.h"
+#include "kernels/simd.h"
+#include "schema/json.h"
+#include "schema/status_macros.h"
+#include "schema/text.h"
+#include "schema/validate.h"
+
+namespace rosetta::engine {
+
+// One collection in memory: the resolved schema, its storage id and the growing segment.
+// Writers serialise on write_mu; readers only take segment.snapshot().
+class Collection {
+ public:
+  Collection(storage::CollectionMeta meta, std::shared_ptr<const Layout> layout)
+      : meta_(std::move(meta)), layout_(std::move(layout)), segment_(layout_) {}
+
+  const storage::CollectionMeta& meta() const { return meta_; }
+  uint32_t id() const { return meta_.id; }
+  const Layout& layout() const { return *layout_; }
+  Segment& segment() { return segment_; }
+  const Segment& segment() const { return segment_; }
+
+  absl::Mutex write_mu;
+  bool dropped ABSL_GUARDED_BY(write_mu) = false;
+  // Current row of every live id. Writer-owned.
+  absl::flat_hash_map<std::string, size_t> row_of ABSL_GUARDED_BY(write_mu);
+
+ private:
+  storage::CollectionMeta meta_;
+  std::shared_ptr<const Layout> layout_;
+  Segment segment_;
+};
+
+namespace {
+
+absl::Status CollectionNotFound(const std::string& name) {
+  return absl::NotFoundError("collection " + Quote(name) + " not found");
+}
+
+bool SameMeta(const storage::RecordMeta& a, const storage::RecordMeta& b) {
+  return a.weights == b.weights && a.attributes == b.attributes && a.provenance == b.provenance;
+}
+
+absl::Status Annotate(const absl::Status& s, const std::string& prefix) {
+  return absl::Status(s.code(), prefix + std::string(s.message()));
+}
+
+}  // namespace
+
+struct Database::Impl {
+  std::unique_ptr<storage::Store> store;
+  DatabaseOptions options;
+  std::unique_ptr<kernels::ThreadPool> own_pool;
+  kernels::ThreadPool* pool = nullptr;
+
+  absl::Mutex catalog_mu;  // serialises CreateCollection / DropCollection.
+  mutable absl::Mutex map_mu;
+  std::map<std::string, std::shared_ptr<Collection>> collections ABSL_GUARDED_BY(map_mu);
+
+  absl::StatusOr<std::shared_ptr<Collection>> Find(const std::string& name) const {
+    absl::ReaderMutexLock lock(&map_mu);
+    auto it = collections.find(name);
+    if (it == collections.end()) return CollectionNotFound(name);
+    return it->second;
+  }
+
+  absl::StatusOr<std::shared_ptr<Collection>> Load(const storage::CollectionMeta& meta);
+
+  // After a committed write (or at open): publish, refresh stale calibration, persist it.
+  void FinishWrite(Collection& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(c.write_mu);
+};
+
+void Database::Impl::FinishWrite(Collection& c) {
+  c.segment().Publish();
+  std::shared_ptr<const Snapshot> snap = c.segment().snapshot();
+  std::shared_ptr<const CalibrationSet> fresh =
+      RefreshCalibration(c.layout(), *snap, *snap->calibration,
+                         options.calibration_refresh_fraction, pool);
+  if (fresh == nullptr) return;
+  storage::Batch batch;
+  batch.PutStat(c.id(), kCalibrationStatKey, EncodeCalibration(*fresh));
+  // The write itself is already durable; if persisting the statistics fails they are still used
+  // in memory, and the next open recomputes what is missing or stale (deterministically).
+  absl::Status s = store->Commit(std::move(batch));
+  (void)s;
+  c.segment().SetCalibration(std::move(fresh));
+  c.segment().Publish();
+}
+
+absl::StatusOr<std::shared_ptr<Collection>> Database::Impl::Load(
+    const storage::CollectionMeta& meta) {
+  const std::string what = "collection \"" + meta.name + "\"";
+  auto json = ParseJsonText(meta.schema_json, what + " schema");
+  if (!json.ok()) {
+    return absl::DataLossError(what + ": catalog entry: stored schema is not valid JSON: " +
+                               std::string(json.status().message()));
+  }
+  auto schema = SchemaFromJson(*json);
+  if (!schema.ok()) {
+    return absl::DataLossError(what + ": catalog entry: stored schema is invalid: " +
+                               std::string(schema.status().message()));
+  }
+  auto layout = Layout::Make(*schema);
+  if (!layout.ok()) return absl::DataLossError(what + ": " + std::string(layout.status().message()));
+  auto c = std::make_shared<Collection>(meta, *layout);
+  const Layout& lay = c->layout();
+  absl::MutexLock lock(&c->write_mu);
+  std::shared_ptr<const RowMeta> previous;
+  std::vector<const float*> ptrs(lay.fields.size());
+  RETURN_IF_ERROR(store->ScanRecords(meta.id, [&](storage::StoredRecord&& rec) -> absl::Status {
+    std::fill(ptrs.begin(), ptrs.end(), nullptr);
+    for (const auto& [fid, v] : rec.vectors) {
+      if (fid >= lay.fields.size()) {
+        return absl::DataLossError(what + ": record " + Quote(rec.id) + ": vector for unknown field id " +
+                                   std::to_string(fid));
+      }
+      if (v.size() != lay.fields[fid].dim) {
+        return absl::DataLossError(what + ": record " + Quote(rec.id) + ": field " +
+                                   Quote(lay.fields[fid].name) + ": stored vector has " +
+                                   std::to_string(v.size()) + " components, expected " +
+                                   std::to_string(lay.fields[fid].dim));
+      }
+      ptrs[fid] = v.data();
+    }
+    // Consecutive records with equal metadata (typical of imports) share one RowMeta.
+    if (previous == nullptr || !SameMeta(previous->meta, rec.meta)) {
+      previous = MakeRowMeta(lay, std::move(rec.meta));
+    }
+    RowInfo info{rec.id, IdHash(rec.id), previous};
+    const size_t row = c->segment().Append(std::move(info), ptrs);
+    c->row_of[rec.id] = row;
+    return absl::OkStatus();
+  }));
+  auto blob = store->GetStat(meta.id, kCalibrationStatKey);
+  if (!blob.ok()) return blob.status();
+  if (blob->has_value()) {
+    auto set = DecodeCalibration(lay, **blob,
+                                 what + ": stats key \"" + std::string(kCalibrationStatKey) + "\"");
+    if (!set.ok()) return set.status();
+    c->segment().SetCalibration(std::make_shared<const CalibrationSet>(std::move(*set)));
+  }
+  // Loaded statistics are kept; only missing or stale ones are computed.
+  FinishWrite(*c);
+  return c;
+}
+
+Database::Database(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Database::~Database() = default;
+
+absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path,
+                                                         const DatabaseOptions& options) {
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  if (options.search_threads == 0) {
+    impl->pool = &kernels::DefaultThreadPool();
+  } else {
+    impl->own_pool = std::make_unique<kernels::ThreadPool>(options.search_threads);
+    impl->pool = impl->own_pool.get();
+  }
+  ASSIGN_OR_RETURN(impl->store, storage::Store::Open(path, options.store));
+  ASSIGN_OR_RETURN(std::vector<storage::CollectionMeta> metas, impl->store->ListCollections());
+  for (const auto& meta : metas) {
+    ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, impl->Load(meta));
+    absl::MutexLock lock(&impl->map_mu);
+    impl->collections[meta.name] = std::move(c);
+  }
+  return std::unique_ptr<Database>(new Database(std::move(impl)));
+}
+
+absl::Status Database::CreateCollection(const CollectionSchema& schema) {
+  RETURN_IF_ERROR(ValidateSchema(schema));
+  ASSIGN_OR_RETURN(std::shared_ptr<const Layout> layout, Layout::Make(schema));
+  absl::MutexLock catalog(&impl_->catalog_mu);
+  {
+    absl::ReaderMutexLock lock(&impl_->map_mu);
+    if (impl_->collections.count(schema.name)) {
+      return absl::AlreadyExistsError("collection \"" + schema.name + "\" already exists");
+    }
+  }
+  storage::CollectionMeta meta;
+  meta.name = schema.name;
+  meta.schema_json = SchemaToJson(schema).dump();
+  ASSIGN_OR_RETURN(meta.id, impl_->store->CreateCollection(meta.name, meta.schema_json));
+  auto c = std::make_shared<Collection>(std::move(meta), std::move(layout));
+  absl::MutexLock lock(&impl_->map_mu);
+  impl_->collections[schema.name] = std::move(c);
+  return absl::OkStatus();
+}
+
+std::vector<std::string> Database::ListCollections() const {
+  absl::ReaderMutexLock lock(&impl_->map_mu);
+  std::vector<std::string> names;
+  for (const auto& [name, c] : impl_->collections) names.push_back(name);
+  return names;
+}
+
+absl::StatusOr<CollectionInfo> Database::Describe(const std::string& name) const {
+  ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, impl_->Find(name));
+  std::shared_ptr<const Snapshot> snap = c->segment().snapshot();
+  CollectionInfo info;
+  info.schema = c->layout().schema;
+  info.records = snap->live_records;
+  for (const FieldSpec& f : c->layout().fields) info.field_vectors[f.name] = snap->field_vectors[f.id];
+  info.segments = 1;
+  info.storage = impl_->store->Describe();
+  info.kernel_backend = KernelBackend();
+  for (const auto& [key, stats] : *snap->calibration) info.calibration.push_back(stats);
+  return info;
+}
+
+absl::Status Database::DropCollection(const std::string& name) {
+  absl::MutexLock catalog(&impl_->catalog_mu);
+  ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, impl_->Find(name));
+  absl::MutexLock write(&c->write_mu);
+  RETURN_IF_ERROR(impl_->store->DropCollection(c->meta()));
+  c->dropped = true;  // writers that already hold the collection now fail with NotFound.
+  absl::MutexLock lock(&impl_->map_mu);
+  impl_->collections.erase(name);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<WriteResult> Database::Upsert(const std::string& name,
+                                             std::vector<Record> records) {
+  ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, impl_->Find(name));
+  if (records.size() > kMaxBatchRecords) {
+    return absl::InvalidArgumentError("upsert: " + std::to_string(records.size()) +
+                                      " records in one call; at most " +
+                                      std::to_string(kMaxBatchRecords) + " per atomic batch");
+  }
+  const Layout& layout = c->layout();
+  absl::flat_hash_map<std::string_view, size_t> position;
+  position.reserve(records.size());
+  for (size_t i = 0; i < records.size(); ++i) {
+    Record& rec = records[i];
+    const std::string where = "record " + std::to_string(i) + " (id " + Quote(rec.id) + "): ";
+    absl::Status s = ValidateAndNormalizeRecord(layout.schema, rec);
+    if (!s.ok()) {
+      // Validation names the record by id (`record "p7": ...`); say its position instead.
+      std::string msg(s.message());
+      const std::string by_id = "record " + Quote(rec.id) + ": ";
+      if (msg.rfind(by_id, 0) == 0) msg.erase(0, by_id.size());
+      return absl::Status(s.code(), where + msg);
+    }
+    auto [it, inserted] = position.emplace(rec.id, i);
+    if (!inserted) {
+      return absl::InvalidArgumentError(where + "duplicate id (also record " +
+                                        std::to_string(it->second) + ")");
+    }
+  }
+
+  absl::MutexLock lock(&c->write_mu);
+  if (c->dropped) return CollectionNotFound(name);
+  storage::Batch batch;
+  WriteResult result;
+  for (const Record& rec : records) {
+    if (c->row_of.contains(rec.id)) {
+      batch.DeleteRecord(c->id(), rec.id, layout.all_field_ids);
+    } else {
+      ++result.created;
+    }
+    storage::RecordMeta meta{rec.weights, rec.attributes, rec.provenance};
+    batch.PutMeta(c->id(), rec.id, meta);
+    for (const auto& [field, v] : rec.vectors) {
+      batch.PutVector(c->id(), rec.id, layout.fields[layout.field_index.at(field)].id, v);
+    }
+  }
+  if (!records.empty()) RETURN_IF_ERROR(impl_->store->Commit(std::move(batch)));
+
+  // Durable: now make it visible.
+  Segment& seg = c->segment();
+  std::vector<const float*> ptrs(layout.fields.size());
+  for (Record& rec : records) {
+    auto it = c->row_of.find(rec.id);
+    if (it != c->row_of.end()) seg.Tombstone(it->second);
+    std::fill(ptrs.begin(), ptrs.end(), nullptr);
+    for (const auto& [field, v] : rec.vectors) ptrs[layout.field_index.at(field)] = v.data();
+    const uint64_t hash = IdHash(rec.id);
+    auto meta = MakeRowMeta(layout, storage::RecordMeta{std::move(rec.weights),
+                                                        std::move(rec.attributes),
+                                                        std::move(rec.provenance)});
+    const size_t row = seg.Append(RowInfo{rec.id, hash, std::move(meta)}, ptrs);
+    c->row_of[rec.id] = row;
+  }
+  result.written = static_cast<int64_t>(records.size());
+  if (!records.empty()) impl_->FinishWrite(*c);
+  return result;
+}
+
+absl::StatusOr<WriteResult> Database::ImportVectors(const std::string& name,
+                                                    const std::string& field,
+                                                    std::span<const float> data, size_t rows,
+                                                    size_t dim, const ImportOptions& options) {
+  ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, impl_->Find(name));
+  const Layout& layout = c->layout();
+  const FieldSpec* spec = layout.FindField(field);
+  if (spec == nullptr) {
+    return absl::NotFoundError("import: collection " + Quote(name) + " has no field " + Quote(field));
+  }
+  const Space& space = layout.schema.spaces.at(spec->space);
+  if (rows > kMaxBatchRecords) {
+    return absl::InvalidArgumentError("import: " + std::to_string(rows) +
+                                      " rows in one call; at most " +
+                                      std::to_string(kMaxBatchRecords) + " per atomic batch");
+  }
+  if (dim != spec->dim) {
+    return absl::InvalidArgumentError("import: field " + Quote(field) + " (space " + Quote(spec->space) +
+                                      ") has dim " + std::to_string(spec->dim) +
+                                      ", the data has " + std::to_string(dim) + " columns");
+  }
+  if (data.size() != rows * dim) {
+    return absl::InvalidArgumentError("import: data holds " + std::to_string(data.size()) +
+                                      " floats, expected rows x dim = " +
+                                      std::to_string(rows) + " x " + std::to_string(dim));
+  }
+  if (!options.provenance.collected_at.empty()) {
+    auto t = ParseTimestampMicros(options.provenance.collected_at);
+    if (!t.ok()) return Annotate(t.status(), "import: provenance: collected_at: ");
+  }
+  std::vector<std::string> ids(rows);
+  for (size_t i = 0; i < rows; ++i) {
+    ids[i] = options.id_prefix + std::to_string(static_cast<int64_t>(i) + options.id_offset);
+    if (ids[i].size() > kMaxIdBytes) {
+      return absl::InvalidArgumentError("import: row " + std::to_string(i) + ": id \"" +
+                                        ids[i].substr(0, 64) + "...\" is longer than " +
+                                        std::to_string(kMaxIdBytes) + " bytes");
+    }
+  }
+  // Validate every row; cosine rows are normalised into a copy.
+  std::vector<float> normalised;
+  const float* base = data.data();
+  if (spec->metric == Metric::kCosine) normalised.resize(data.size());
+  for (size_t i = 0; i < rows; ++i) {
+    std::span<const float> row = data.subspan(i * dim, dim);
+    RETURN_IF_ERROR(ValidateVector(space, row, "row " + std::to_string(i)));
+    if (spec->metric == Metric::kCosine) {
+      std::copy(row.begin(), row.end(), normalised.begin() + static_cast<ptrdiff_t>(i * dim));
+      NormalizeInPlace(std::span<float>(normalised.data() + i * dim, dim));
+    }
+  }
+  if (spec->metric == Metric::kCosine) base = normalised.data();
+
+  absl::MutexLock lock(&c->write_mu);
+  if (c->dropped) return CollectionNotFound(name);
+  Segment& seg = c->segment();
+  const storage::RecordMeta created_meta{{}, {}, options.provenance};
+  storage::Batch batch;
+  WriteResult result;
+  for (size_t i = 0; i < rows; ++i) {
+    auto it = c->row_of.find(ids[i]);
+    batch.PutVector(c->id(), ids[i], spec->id, std::span<const float>(base + i * dim, dim));
+    if (it == c->row_of.end()) {
+      batch.PutMeta(c->id(), ids[i], created_meta);
+      ++result.created;
+    } else if (!options.provenance.empty()) {
+      storage::RecordMeta meta = seg.WriterRow(it->second).meta->meta;
+      meta.provenance = options.provenance;
+      batch.PutMeta(c->id(), ids[i], meta);
+    }
+  }
+  if (rows > 0) RETURN_IF_ERROR(impl_->store->Commit(std::move(batch)));
+
+  std::shared_ptr<const RowMeta> shared_created = MakeRowMeta(layout, created_meta);
+  std::vector<const float*> ptrs(layout.fields.size());
+  for (size_t i = 0; i < rows; ++i) {
+    std::fill(ptrs.begin(), ptrs.end(), nullptr);
+    std::shared_ptr<const RowMeta> meta = shared_created;
+    auto it = c->row_of.find(ids[i]);
+    if (it != c->row_of.end()) {
+      // A new row version: the other fields and the metadata are carried over.
+      const size_t old = it->second;
+      for (size_t f = 0; f < ptrs.size(); ++f) ptrs[f] = seg.WriterVector(f, old);
+      meta = seg.WriterRow(old).meta;
+      if (!options.provenance.empty()) {
+        storage::RecordMeta m = meta->meta;
+        m.provenance = options.provenance;
+        meta = MakeRowMeta(layout, std::move(m));
+      }
+      seg.Tombstone(old);
+    }
+    ptrs[spec->id] = base + i * dim;
+    const uint64_t hash = IdHash(ids[i]);
+    const size_t row = seg.Append(RowInfo{ids[i], hash, std::move(meta)}, ptrs);
+    c->row_of[ids[i]] = row;
+  }
+  result.written = static_cast<int64_t>(rows);
+  if (rows > 0) impl_->FinishWrite(*c);
+  return result;
+}
+
+absl::StatusOr<GetResult> Database::Get(const std::string& name,
+                                        const std::vector<std::string>& ids,
+                                        bool with_vectors) const {
+  ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, impl_->Find(name));
+  const Layout& layout = c->layout();
+  GetResult result;
+  for (const std::string& id : ids) {
+    if (id.empty() || id.size() > kMaxIdBytes) {
+      result.not_found.push_back(id);
+      continue;
+    }
+    ASSIGN_OR_RETURN(std::optional<storage::StoredRecord> stored,
+                     impl_->store->GetRecord(c->id(), id));
+    if (!stored.has_value()) {
+      result.not_found.push_back(id);
+      continue;
+    }
+    Record rec;
+    rec.id = id;
+    rec.weights = std::move(stored->meta.weights);
+    rec.attributes = std::move(stored->meta.attributes);
+    rec.provenance = std::move(stored->meta.provenance);
+    if (with_vectors) {
+      for (auto& [fid, v] : stored->vectors) {
+        if (fid >= layout.fields.size()) {
+          return absl::DataLossError("collection " + Quote(name) + ": record " + Quote(id) +
+                                     ": vector for unknown field id " + std::to_string(fid));
+        }
+        rec.vectors[layout.fields[fid].name] = std::move(v);
+      }
+    }
+    result.records.push_back(std::move(rec));
+  }
+  return result;
+}
+
+absl::StatusOr<WriteResult> Database::Delete(const std::string& name,
+                                             const std::vector<std::string>& ids) {
+  ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, impl_->Find(name));
+  absl::MutexLock lock(&c->write_mu);
+  if (c->dropped) return CollectionNotFound(name);
+  storage::Batch batch;
+  WriteResult result;
+  absl::flat_hash_set<std::string_view> seen;
+  std::vector<size_t> rows;
+  std::vector<const std::string*> deleted;
+  for (const std::string& id : ids) {
+    if (!seen.insert(id).second) continue;  // a repeated id is deleted once.
+    auto it = c->row_of.find(id);
+    if (it == c->row_of.end()) {
+      ++result.not_found;
+      continue;
+    }
+    batch.DeleteRecord(c->id(), id, c->layout().all_field_ids);
+    rows.push_back(it->second);
+    deleted.push_back(&id);
+  }
+  if (rows.empty()) return result;
+  RETURN_IF_ERROR(impl_->store->Commit(std::move(batch)));
+  for (size_t i = 0; i < rows.size(); ++i) {
+    c->segment().Tombstone(rows[i]);
+    c->row_of.erase(*deleted[i]);
+  }
+  result.written = static_cast<int64_t>(rows.size());
+  impl_->FinishWrite(*c);
+  return result;
+}
+
+absl::StatusOr<SearchResponse> Database::Search(const std::string& name,
+                                                SearchRequest request) const {
+  const auto start = std::chrono::steady_clock::now();
+  ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, impl_->Find(name));
+  RETURN_IF_ERROR(ValidateAndNormalizeQuery(c->layout().schema, request));
+  std::shared_ptr<const Snapshot> snap = c->segment().snapshot();
+  ASSIGN_OR_RETURN(SearchResponse response,
+                   ExecuteSearch(c->layout(), *snap, request, impl_->pool));
+  response.took_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                         std::chrono::steady_clock::now() - start)
+                         .count();
+  return response;
+}
+
+absl::StatusOr<std::vector<SearchResponse>> Database::SearchBatch(
+    const std::string& name, std::vector<SearchRequest> requests) const {
+  ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, impl_->Find(name));
+  for (size_t i = 0; i < requests.size(); ++i) {
+    absl::Status s = ValidateAndNormalizeQuery(c->layout().schema, requests[i]);
+    if (!s.ok()) return Annotate(s, "query " + std::to_string(i) + ": ");
+  }
+  // One snapshot for the whole batch: every query sees the same data.
+  std::shared_ptr<const Snapshot> snap = c->segment().snapshot();
+  std::vector<SearchResponse> out;
+  out.reserve(requests.size());
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    auto r = ExecuteSearch(c->layout(), *snap, requests[i], impl_->pool);
+    if (!r.ok()) return Annotate(r.status(), "query " + std::to_string(i) + ": ");
+    r->took_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                     std::chrono::steady_clock::now() - start)
+                     .count();
+    out.push_back(std::move(*r));
+  }
+  return out;
+}
+
+std::string Database::KernelBackend() const {
+  return kernels::SimdLevelName(kernels::ActiveSimdLevel());
+}
+
+const std::string& Database::path() const { return impl_->store->path(); }
+
+}  // namespace rosetta::engine

@@ -1,0 +1,40 @@
+// Internal to the engine: exact fused search over one snapshot.
+//
+// Execution (all phases parallel over pages of kPageRows rows via the thread pool, with per-page
+// partial results combined in page order, so results never depend on the thread count):
+//   1. candidates: live rows (not tombstoned) below the snapshot's row count that pass the filter;
+//   2. raw scores: for every targeted field, every candidate having the field is scored against
+//      the input's query vector (inner products: the blocked kernel over the page's slab; l2: the
+//      l2sqr kernel per row, exact -||q - v||^2), with per-page count / sum / min / max partials;
+//   3. normalisation parameters per field (double precision; a second pass for the stddev);
+//   4. rrf only: full per-field ranks (sort by raw desc, id asc);
+//   5. fused score of every candidate (FuseRow), per-worker kernels::TopK on (score, row), merged;
+//   6. exact tie handling: every candidate scoring >= the k-th best score is collected and sorted
+//      by (score desc, id asc), so ties are broken by id string, not by row number;
+//   7. per-field ranks of the returned hits (one counting pass: candidates ranking before each
+//      hit) and the explanations.
+// Number formats: raw scores are float32 (kernel output). Normalised values, weights and
+// contributions are computed in double and reported as float32; a hit's score is
+// float32(sum in double of its float32 contributions, in field-name order) for weighted and rrf,
+// and the largest float32 contribution for max. Ranking uses that float32 score, so reported
+// order and reported scores always agree.
+#pragma once
+
+#include "absl/status/statusor.h"
+#include "engine/layout.h"
+#include "engine/segment.h"
+#include "schema/types.h"
+
+namespace rosetta::kernels {
+class ThreadPool;
+}
+
+namespace rosetta::engine {
+
+// `request` must have passed ValidateAndNormalizeQuery against layout.schema. Sets everything
+// but took_us. InvalidArgument only for filter problems validation let through.
+absl::StatusOr<SearchResponse> ExecuteSearch(const Layout& layout, const Snapshot& snapshot,
+                                             const SearchRequest& request,
+                                             kernels::ThreadPool* pool);
+
+}  // namespace rosetta::engine

@@ -1,0 +1,67 @@
+// Helpers shared by the engine tests (header-only: tests/CMakeLists.txt globs *_test.cc).
+#pragma once
+
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/database.h"
+#include "schema/types.h"
+#include "schema/validate.h"
+#include "tests/testing/testing.h"
+
+// EXPECT_STATUS from tests/testing/testing.h does not compile (its parameter `code` is also
+// substituted into `.code()`), so the engine tests use their own.
+#define ENGINE_EXPECT_STATUS(expr, want_code, substr)                                           \
+  do {                                                                                          \
+    const ::absl::Status engine_s_ = ::rosetta::testing::ToStatus(expr);                        \
+    EXPECT_EQ(engine_s_.code(), want_code) << engine_s_;                                        \
+    EXPECT_THAT(std::string(engine_s_.message()), ::testing::HasSubstr(substr)) << engine_s_;   \
+  } while (0)
+
+namespace rosetta::engine::testing {
+
+inline Space MakeSpace(const std::string& name, int dim, Metric metric) {
+  Space s;
+  s.name = name;
+  s.dim = dim;
+  s.metric = metric;
+  s.encoder = "test@1";
+  return s;
+}
+
+inline Field MakeField(const std::string& name, const std::string& space,
+                       const std::string& modality, float weight = 1.0f) {
+  Field f;
+  f.name = name;
+  f.space = space;
+  f.modality = modality;
+  f.weight = weight;
+  return f;
+}
+
+inline void AddSpace(CollectionSchema& s, Space space) { s.spaces[space.name] = std::move(space); }
+inline void AddField(CollectionSchema& s, Field field) { s.fields[field.name] = std::move(field); }
+
+// Options for tests: no fsync (tests do not simulate power loss), 2 search threads.
+inline DatabaseOptions TestOptions() {
+  DatabaseOptions o;
+  o.store.sync = storage::SyncPolicy::kNone;
+  o.search_threads = 2;
+  return o;
+}
+
+// A unit-normalised copy, as cosine vectors are stored (schema/validate.h's NormalizeInPlace).
+inline std::vector<float> Normalised(std::vector<float> v) {
+  NormalizeInPlace(v);
+  return v;
+}
+
+inline std::vector<std::string> HitIds(const SearchResponse& r) {
+  std::vector<std::string> ids;
+  for (const Hit& h : r.results) ids.push_back(h.id);
+  return ids;
+}
+
+}  // namespace rosetta::engine::testing
