@@ -10,6 +10,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -219,5 +220,15 @@ const char* AttributeTypeName(AttributeType t);  // "string" | "int" | "float" |
 const char* FusionName(Fusion f);          // "weighted" | "rrf" | "max"
 const char* NormalizeName(Normalize n);    // "none" | "minmax" | "zscore" | "calibrated"
 const char* MissingName(Missing m);        // "renormalize" | "zero" | "require"
+const char* FilterOpName(FilterOp op);     // "eq" | "ne" | "in" | "gt" | "gte" | "lt" | "lte"
+
+// The inverses of the *Name helpers (exact, case-sensitive match); std::nullopt for an unknown
+// name. Used by the JSON parsers and the CLI's flags.
+std::optional<Metric> MetricFromName(std::string_view name);
+std::optional<AttributeType> AttributeTypeFromName(std::string_view name);
+std::optional<Fusion> FusionFromName(std::string_view name);
+std::optional<Normalize> NormalizeFromName(std::string_view name);
+std::optional<Missing> MissingFromName(std::string_view name);
+std::optional<FilterOp> FilterOpFromName(std::string_view name);
 
 }  // namespace rosetta
