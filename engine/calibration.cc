@@ -85,22 +85,30 @@ std::optional<CalibrationStats> Compute(const Layout& layout, const Snapshot& sn
   const std::vector<float> t = Gather(layout, snap, targets, d);
   std::vector<float> scores(nq * nt);
   const kernels::KernelTable& kt = kernels::ActiveKernels();
-  auto score_rows = [&](size_t begin, size_t end) {
-    if (spec.metric == Metric::kL2) {
-      for (size_t i = begin; i < end; ++i) {
-        for (size_t j = 0; j < nt; ++j) {
-          scores[i * nt + j] = -kt.l2sqr(q.data() + i * d, t.data() + j * d, d);
+  // Fixed blocks of queries, so every kernel call (and so every score, to the bit) is the same
+  // whatever the number of threads and however ParallelFor splits the work.
+  constexpr size_t kBlock = 16;
+  const size_t blocks = (nq + kBlock - 1) / kBlock;
+  auto score_blocks = [&](size_t begin, size_t end) {
+    for (size_t b = begin; b < end; ++b) {
+      const size_t q0 = b * kBlock;
+      const size_t q1 = std::min(nq, q0 + kBlock);
+      if (spec.metric == Metric::kL2) {
+        for (size_t i = q0; i < q1; ++i) {
+          for (size_t j = 0; j < nt; ++j) {
+            scores[i * nt + j] = -kt.l2sqr(q.data() + i * d, t.data() + j * d, d);
+          }
         }
+      } else {
+        kt.inner_products(q.data() + q0 * d, q1 - q0, t.data(), nt, d, scores.data() + q0 * nt,
+                          nt);
       }
-    } else {
-      kt.inner_products(q.data() + begin * d, end - begin, t.data(), nt, d,
-                        scores.data() + begin * nt, nt);
     }
   };
   if (pool != nullptr) {
-    pool->ParallelFor(nq, 4, score_rows);
+    pool->ParallelFor(blocks, 1, score_blocks);
   } else {
-    score_rows(0, nq);
+    score_blocks(0, blocks);
   }
   // Reductions: fixed order, double precision.
   int64_t pairs = 0;
