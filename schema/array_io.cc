@@ -18,6 +18,11 @@
 namespace rosetta {
 namespace {
 
+// The smallest double magnitude that rounds to float32 infinity: halfway between FLT_MAX and
+// 2^128 (2^128 - 2^103). Anything below rounds to a finite float, FLT_MAX's own shortest text
+// "3.4028235e+38" included (it is slightly above FLT_MAX).
+constexpr double kFloatOverflow = 0x1.ffffffp127;
+
 static_assert(std::endian::native == std::endian::little,
               "the readers copy little-endian file data directly into memory");
 
@@ -370,7 +375,7 @@ absl::StatusOr<Matrix<float>> ReadNpyFloat(const std::string& path) {
       for (uint64_t i = 0; i < n; ++i) {
         double v;
         std::memcpy(&v, raw.data() + i * 8, 8);
-        if (std::isfinite(v) && std::fabs(v) > std::numeric_limits<float>::max()) {
+        if (std::isfinite(v) && std::fabs(v) >= kFloatOverflow) {
           return Bad(path, "row ", i / h.cols, ", column ", i % h.cols, ": value ", v,
                      " is out of float32 range");
         }

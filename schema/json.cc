@@ -17,6 +17,11 @@
 namespace rosetta {
 namespace {
 
+// The smallest double magnitude that rounds to float32 infinity: halfway between FLT_MAX and
+// 2^128 (2^128 - 2^103). Anything below rounds to a finite float, FLT_MAX's own shortest text
+// "3.4028235e+38" included (it is slightly above FLT_MAX).
+constexpr double kFloatOverflow = 0x1.ffffffp127;
+
 // ---------------------------------------------------------------------------------------------
 // Parsing text
 // ---------------------------------------------------------------------------------------------
@@ -214,7 +219,7 @@ struct Doc {
   }
   absl::StatusOr<float> Float(const Json& j, const std::string& path) const {
     ASSIGN_OR_RETURN(double v, Double(j, path));
-    if (std::fabs(v) > std::numeric_limits<float>::max()) {
+    if (std::fabs(v) >= kFloatOverflow) {
       return Error(path, absl::StrCat("number ", v, " is out of float32 range"));
     }
     return static_cast<float>(v);

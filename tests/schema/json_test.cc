@@ -317,6 +317,16 @@ TEST(RecordJsonTest, OnlyIdIsRequired) {
   EXPECT_TRUE(r.provenance.empty());
 }
 
+TEST(RecordJsonTest, Float32RangeEdges) {
+  // FLT_MAX's shortest text is slightly above FLT_MAX but still rounds to it.
+  ASSERT_OK_AND_ASSIGN(
+      Record r, RecordFromJson(MustParse(R"({"id": "x", "vectors": {"v": [3.4028235e38, -3.4028235e+38, 1e-46]}})")));
+  EXPECT_THAT(r.vectors["v"], ElementsAre(std::numeric_limits<float>::max(),
+                                          std::numeric_limits<float>::lowest(), 0.0f));
+  EXPECT_STATUS(RecordFromJson(MustParse(R"({"id": "x", "vectors": {"v": [3.4028236e38]}})")),
+                kInvalid, "record \"x\": vectors.v[0]: number 3.40282e+38 is out of float32 range");
+}
+
 TEST(RecordJsonTest, RoundTrip) {
   Record r;
   r.id = "p\"1";
