@@ -113,6 +113,7 @@ CommandSpec SearchCommand() {
       "field. --json prints the response {\"results\": [...], \"took_us\": T}, or\n"
       "{\"responses\": [...]} for an array of queries.\n";
   c.example =
+      "  rosetta --data ./db search photos --query q.json\n"
       "  echo '{\"k\": 5, \"inputs\": [{\"vector\": [0.1, 0.2, 0.3, 0.4], \"space\": \"clip\",\n"
       "         \"modality\": \"text\"}]}' | rosetta --data ./db search photos --query -\n";
   c.run = RunSearch;
