@@ -4,7 +4,7 @@
 // query tiles against its base block with the packed inner-product kernel into a per-thread
 // scratch of q_tile x block floats, and feeds the scores of each query row to that thread's
 // TopK for the query; a thread merges its selectors into the shared ones (under a mutex) when it
-// moves to another query group and when its chunk of items is done. Results do not depend on the
+// moves to another query group and when no item is left. Results do not depend on the
 // thread count or the schedule: selection is exact and its order total (score, then id).
 //
 // Parallelism goes over base blocks first (the only parallelism there is at batch 1); queries are
@@ -14,6 +14,7 @@
 #include "kernels/flat_search.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <memory>
 #include <mutex>
@@ -127,7 +128,12 @@ std::vector<std::vector<Scored>> FlatSearch(const float* queries, size_t nq, con
   for (size_t q = 0; q < nq; ++q) best.emplace_back(k);
   std::mutex best_mu;
 
-  auto run = [&](size_t begin, size_t end) {
+  // Items are claimed one at a time from a shared counter by every participant (the caller and
+  // the pool's workers), rather than split into fixed chunks up front: on a shared machine a
+  // thread may be descheduled at any time, and then it delays the search by at most the one item
+  // it holds. A participant that starts after all items are claimed finds nothing to do.
+  std::atomic<size_t> next_item{0};
+  auto participate = [&](size_t, size_t) {
     const size_t scores_ld = block_rows;
     auto scores = AlignedFloats(kQueryTile * scores_ld);
     std::vector<float> block_sqnorms(l2 && given_base_sqnorms == nullptr ? block_rows : 0);
@@ -139,7 +145,8 @@ std::vector<std::vector<Scored>> FlatSearch(const float* queries, size_t nq, con
       std::lock_guard<std::mutex> lock(best_mu);
       for (size_t i = 0; i < local.size(); ++i) best[q_first + i].Merge(local[i]);
     };
-    for (size_t item = begin; item < end; ++item) {
+    for (size_t item = next_item.fetch_add(1, std::memory_order_relaxed); item < items;
+         item = next_item.fetch_add(1, std::memory_order_relaxed)) {
       const size_t g = item / n_blocks;
       const size_t blk = item % n_blocks;
       const size_t t_first = g * tiles_per_group;
@@ -179,10 +186,11 @@ std::vector<std::vector<Scored>> FlatSearch(const float* queries, size_t nq, con
     flush();
   };
 
-  if (params.pool != nullptr && items > 1) {
-    params.pool->ParallelFor(items, 1, run);
+  const size_t participants = std::min(threads, items);
+  if (params.pool != nullptr && participants > 1) {
+    params.pool->ParallelFor(participants, 1, participate);
   } else {
-    run(0, items);
+    participate(0, 1);
   }
   for (size_t q = 0; q < nq; ++q) results[q] = best[q].TakeSorted();
   return results;
