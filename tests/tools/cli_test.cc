@@ -160,6 +160,7 @@ TEST_F(CliTest, UsageErrorsExitTwo) {
       {{"--frob", "list-collections"}, "unknown global flag \"--frob\""},
       {{"list-collections", "--frob"}, "unknown flag \"--frob\""},
       {{"list-collections", "extra"}, "expected no arguments, got 1"},
+      {{"list-collections", "--json"}, "--json is a global flag: put it before the command"},
       {{"describe"}, "expected COLLECTION, got 0"},
       {{"get", "docs"}, "expected COLLECTION ID..., got 1"},
       {{"upsert", "docs"}, "missing required flag --file"},

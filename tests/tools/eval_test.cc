@@ -284,6 +284,14 @@ TEST_F(EvalTest, Flickr8kTextToImagePairs) {
   EXPECT_NEAR(j["recall@1"].get<double>(), 0.520, 1e-9);
   EXPECT_NEAR(j["recall@5"].get<double>(), 0.785, 1e-9);
   EXPECT_NEAR(j["recall@10"].get<double>(), 0.863, 1e-9);
+
+  // Against the exact text->image top-100 (.npy of row indices): exact search finds all of it.
+  CliRun t = Run({"eval", "flickr", "--queries", dir + "/text_emb.npy", "--space", "clip",
+                  "--modality", "text", "--fields", "image", "--truth",
+                  dir + "/gt_text2image_ip_top100.npy", "--id-prefix", "p", "--k", "100"});
+  ASSERT_EQ(t.exit_code, 0) << Describe(t);
+  EXPECT_EQ(ParseOut(t)["recall@10"].get<double>(), 1.0);
+  EXPECT_EQ(ParseOut(t)["recall@100"].get<double>(), 1.0);
 }
 
 TEST_F(EvalTest, SiftSmallIvecsTruth) {

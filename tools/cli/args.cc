@@ -110,6 +110,12 @@ absl::StatusOr<ParsedArgs> ParseCommandArgs(const CommandSpec& spec,
     }
     const FlagSpec* flag = FindFlag(spec, name);
     if (flag == nullptr) {
+      for (const char* global : {"data", "server", "token", "json", "sync", "version"}) {
+        if (name == global) {
+          return UsageError(absl::StrCat("--", name, " is a global flag: put it before the ",
+                                         "command (rosetta --", name, " ... ", spec.name, " ...)"));
+        }
+      }
       return UsageError(absl::StrCat("unknown flag \"--", name, "\"; run 'rosetta ", spec.name,
                                      " --help'"));
     }

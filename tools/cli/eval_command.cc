@@ -176,7 +176,7 @@ CommandSpec EvalCommand() {
       {"space", "S", "the space of the query vectors", true},
       {"modality", "M", "the queries' modality (used by calibration)", false},
       {"fields", "F,...", "fields to search. Default: every field of the space", false},
-      {"truth", "pairs|FILE.ivecs|FILE.npy", "the ground truth (see below)", true},
+      {"truth", "pairs|FILE.ivecs|FILE.npy", "the ground truth (described above)", true},
       {"id-prefix", "P", "prefix of the record ids (as given to import). Default: \"\"", false},
       {"k", "K", "also report recall@K. Default: the query file's k, else 10", false},
       {"query-file", "Q.json", "query options: k, weights, fusion, normalize, missing, filter "
@@ -186,6 +186,8 @@ CommandSpec EvalCommand() {
       "Each row i of --queries becomes the single input {vector, space, modality, fields} of a\n"
       "query built from --query-file's options, searched with k = max(K, 10). The queries run\n"
       "one at a time, so every latency is one query's end-to-end time through the client.\n"
+      "Only the ids are needed, so the searches run without explanations and attributes\n"
+      "(explain and with_attributes false).\n"
       "\n"
       "--truth pairs: the relevant record of query i is P + i (e.g. caption i <-> image i);\n"
       "  recall@k is the fraction of queries whose relevant record is in the top k.\n"
