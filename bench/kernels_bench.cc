@@ -129,6 +129,7 @@ void RegisterAll() {
     benchmark::RegisterBenchmark(("BM_InnerProducts/" + name).c_str(), BM_InnerProducts, level)
         ->ArgNames({"nq", "nb", "d"})
         ->Args({1, 4096, 768})
+        ->Args({1, 100000, 768})
         ->Args({8, 4096, 768})
         ->Args({64, 4096, 768})
         ->Args({256, 4096, 768})

@@ -31,13 +31,24 @@ struct FlatSearchParams {
   // Kernels to use; nullptr = ActiveKernels().
   const KernelTable* kernels = nullptr;
   // Optional: bit i of skip[i / 64] set = base vector i is excluded (deleted or filtered out).
+  // Base vectors beyond the bitmap (i / 64 >= skip.size()) are not excluded.
   std::span<const uint64_t> skip = {};
-  // Optional: squared norms of the base vectors (kL2 only); computed on the fly when empty.
+  // Optional: squared norms of the base vectors (kL2 only), as SquaredNorms computes them. Used
+  // only when it has exactly nb entries; otherwise the norms are computed on the fly, block by
+  // block (an extra pass over each base block while it is in cache).
   std::span<const float> base_sqnorms = {};
 };
 
 // For each of the nq queries (row-major, nq x d), the k best base vectors (row-major, nb x d),
-// best first, ids being base row indices. Result: nq vectors of up to k entries each.
+// best first, ids being base row indices. Result: nq vectors of min(k, non-excluded base vectors)
+// entries each (empty when k, nb or d is 0). kL2 scores are clamped to <= 0 (rounding could
+// otherwise make a near-duplicate score slightly above 0).
+//
+// Exact and deterministic: the result does not depend on the pool or its thread count (selection
+// is exact and ties are broken by id). Work is split over blocks of base vectors first (the only
+// parallelism at batch 1), and over groups of queries when there are few blocks. Memory beyond
+// the result: the packed queries (~nq x d floats) plus per thread a 64 x block score tile and
+// nq x k candidates.
 std::vector<std::vector<Scored>> FlatSearch(const float* queries, size_t nq, const float* base,
                                             size_t nb, size_t d, const FlatSearchParams& params);
 

@@ -270,9 +270,19 @@ void InnerProducts(const float* queries, size_t nq, const float* base, size_t nb
     DirectProducts(queries, nq, base, nb, d, out, ldo);
     return;
   }
-  float* packed = ThreadScratch(PackedQueriesFloats(nq, d));
-  PackQueries(queries, nq, d, packed);
-  InnerProductsPacked(packed, nq, base, nb, d, out, ldo);
+  // Queries in chunks, so that the per-thread packing scratch stays bounded (kPlainChunk x d
+  // floats) whatever nq is; each chunk is still large enough to keep the micro-kernel busy.
+  constexpr size_t kPlainChunk = 256;
+  constexpr size_t kMaxChunk = kPlainChunk + kGemmMinQueries - 1;  // with a merged remainder
+  float* packed = ThreadScratch(PackedQueriesFloats(nq < kMaxChunk ? nq : kMaxChunk, d));
+  for (size_t i0 = 0; i0 < nq; i0 += kPlainChunk) {
+    size_t rows = nq - i0 < kPlainChunk ? nq - i0 : kPlainChunk;
+    // Keep a short remainder with the previous chunk rather than giving it the streaming path.
+    if (nq - i0 - rows < kGemmMinQueries) rows = nq - i0;
+    PackQueries(queries + i0 * d, rows, d, packed);
+    InnerProductsPacked(packed, rows, base, nb, d, out + i0 * ldo, ldo);
+    if (rows == nq - i0) break;
+  }
 }
 
 }  // namespace
