@@ -37,7 +37,10 @@ struct TargetField {
   std::string modality;      // the query modality used for calibration.
   double base_weight = 1.0;  // (query weight or schema weight) x input weight.
   std::vector<uint64_t> mask;  // candidate rows having the field.
-  std::unique_ptr<float[]> raw;
+  // Raw scores by row (valid where mask is set): computed into raw_owned, or precomputed by
+  // the caller (SearchBatch's grouped scoring).
+  std::unique_ptr<float[]> raw_owned;
+  const float* raw = nullptr;
   std::vector<PageStats> page_stats;
   std::vector<double> page_sq;
   int64_t count = 0;
@@ -67,8 +70,9 @@ bool IdLess(const std::string& a, const std::string& b) { return a < b; }
 class Executor {
  public:
   Executor(const Layout& layout, const Snapshot& snap, const SearchRequest& request,
-           kernels::ThreadPool* pool)
-      : layout_(layout), snap_(snap), req_(request), pool_(pool) {}
+           kernels::ThreadPool* pool, const float* precomputed_raw)
+      : layout_(layout), snap_(snap), req_(request), pool_(pool),
+        precomputed_raw_(precomputed_raw) {}
 
   absl::StatusOr<SearchResponse> Run();
 
@@ -101,6 +105,7 @@ class Executor {
   const Snapshot& snap_;
   const SearchRequest& req_;
   kernels::ThreadPool* pool_;
+  const float* precomputed_raw_;
   const kernels::KernelTable& kt_ = kernels::ActiveKernels();
   std::vector<TargetField> targets_;
   std::vector<uint64_t> candidates_;
@@ -139,8 +144,11 @@ void Executor::ScorePage(size_t p, const CompiledFilter& filter) {
     if (!any) continue;
     const float* data = page.FieldData(t.field);
     const size_t d = t.spec->dim;
-    float* out = t.raw.get() + begin;
-    if (t.spec->metric == Metric::kL2) {
+    float* out = t.raw_owned ? t.raw_owned.get() + begin : nullptr;
+    const float* scores = t.raw + begin;
+    if (out == nullptr) {
+      // Precomputed by the caller.
+    } else if (t.spec->metric == Metric::kL2) {
       for (size_t w = 0; w < kPageWords; ++w) {
         for (uint64_t b = fmask[w]; b; b &= b - 1) {
           const size_t i = w * 64 + static_cast<size_t>(__builtin_ctzll(b));
@@ -153,7 +161,7 @@ void Executor::ScorePage(size_t p, const CompiledFilter& filter) {
     }
     for (size_t w = 0; w < kPageWords; ++w) {
       for (uint64_t b = fmask[w]; b; b &= b - 1) {
-        const float s = out[w * 64 + static_cast<size_t>(__builtin_ctzll(b))];
+        const float s = scores[w * 64 + static_cast<size_t>(__builtin_ctzll(b))];
         ++st.count;
         st.sum += s;
         st.min = std::min(st.min, s);
@@ -267,7 +275,7 @@ bool Executor::FuseRow(size_t r, float* score, FieldExplanation* expl) const {
   for (const TargetField& t : targets_) present += t.Has(r);
   if (present == 0) return false;
   if (req_.missing == Missing::kRequire && present != nt) return false;
-  const RowMeta& meta = *snap_.row(r).meta;
+  const RowMeta* meta = snap_.any_record_weights ? snap_.row(r).meta.get() : nullptr;
   // Effective weights w_f(r); S_T (record weight 1 for missing fields) and S_P.
   double s_t = 0, s_p = 0;
   double w[64];
@@ -280,7 +288,8 @@ bool Executor::FuseRow(size_t r, float* score, FieldExplanation* expl) const {
   for (size_t i = 0; i < nt; ++i) {
     const TargetField& t = targets_[i];
     if (t.Has(r)) {
-      wf[i] = t.base_weight * static_cast<double>(meta.FieldWeight(t.field));
+      wf[i] = meta == nullptr ? t.base_weight
+                              : t.base_weight * static_cast<double>(meta->FieldWeight(t.field));
       s_p += wf[i];
     } else {
       wf[i] = t.base_weight;
@@ -418,7 +427,12 @@ absl::StatusOr<SearchResponse> Executor::Run() {
   candidates_.assign(words, 0);
   for (TargetField& t : targets_) {
     t.mask.assign(words, 0);
-    t.raw.reset(new float[pages * kPageRows]);
+    if (precomputed_raw_ != nullptr && targets_.size() == 1) {
+      t.raw = precomputed_raw_;
+    } else {
+      t.raw_owned.reset(new float[pages * kPageRows]);
+      t.raw = t.raw_owned.get();
+    }
     t.page_stats.assign(pages, PageStats{});
   }
 
@@ -508,9 +522,43 @@ absl::StatusOr<SearchResponse> Executor::Run() {
 
 absl::StatusOr<SearchResponse> ExecuteSearch(const Layout& layout, const Snapshot& snapshot,
                                              const SearchRequest& request,
-                                             kernels::ThreadPool* pool) {
-  Executor executor(layout, snapshot, request, pool);
+                                             kernels::ThreadPool* pool,
+                                             const float* precomputed_raw) {
+  Executor executor(layout, snapshot, request, pool, precomputed_raw);
   return executor.Run();
+}
+
+bool GroupableQuery(const Layout& layout, const SearchRequest& request) {
+  if (request.inputs.size() != 1 || request.inputs[0].fields.size() != 1) return false;
+  if (!request.filter.empty()) return false;
+  const FieldSpec* spec = layout.FindField(request.inputs[0].fields[0]);
+  return spec != nullptr && spec->metric != Metric::kL2;
+}
+
+void ScoreFieldGroup(const Snapshot& snapshot, const FieldSpec& field, const float* queries,
+                     size_t nq, const std::vector<float*>& out, kernels::ThreadPool* pool) {
+  const kernels::KernelTable& kt = kernels::ActiveKernels();
+  const size_t pages = snapshot.num_pages();
+  const size_t d = field.dim;
+  auto run = [&](size_t pb, size_t pe) {
+    std::vector<float> scratch(nq * kPageRows);
+    for (size_t p = pb; p < pe; ++p) {
+      const float* data = snapshot.page(p).FieldData(field.id);
+      if (data == nullptr) continue;
+      const size_t begin = p * kPageRows;
+      const size_t rows = std::min(kPageRows, snapshot.rows - begin);
+      kt.inner_products(queries, nq, data, rows, d, scratch.data(), rows);
+      for (size_t q = 0; q < nq; ++q) {
+        std::copy(scratch.begin() + static_cast<ptrdiff_t>(q * rows),
+                  scratch.begin() + static_cast<ptrdiff_t>((q + 1) * rows), out[q] + begin);
+      }
+    }
+  };
+  if (pool == nullptr || pages <= kPagesPerTask) {
+    if (pages > 0) run(0, pages);
+  } else {
+    pool->ParallelFor(pages, kPagesPerTask, run);
+  }
 }
 
 }  // namespace rosetta::engine

@@ -20,6 +20,8 @@
 // order and reported scores always agree.
 #pragma once
 
+#include <vector>
+
 #include "absl/status/statusor.h"
 #include "engine/layout.h"
 #include "engine/segment.h"
@@ -33,8 +35,28 @@ namespace rosetta::engine {
 
 // `request` must have passed ValidateAndNormalizeQuery against layout.schema. Sets everything
 // but took_us. InvalidArgument only for filter problems validation let through.
+// `precomputed_raw` (optional, single-field requests only): the raw scores of every row of the
+// snapshot for the targeted field (num_pages() * kPageRows floats, from ScoreFieldGroup); the
+// search then skips its own scoring pass.
 absl::StatusOr<SearchResponse> ExecuteSearch(const Layout& layout, const Snapshot& snapshot,
                                              const SearchRequest& request,
-                                             kernels::ThreadPool* pool);
+                                             kernels::ThreadPool* pool,
+                                             const float* precomputed_raw = nullptr);
+
+// SearchBatch's grouping: validated requests with one input targeting one ip / cosine field and
+// no filter can be scored together.
+bool GroupableQuery(const Layout& layout, const SearchRequest& request);
+
+// The largest group ScoreFieldGroup takes. The blocked kernel computes every product in the same
+// order for fewer than 16 queries (its direct regime), so grouped raw scores are bit-identical
+// to those of a single Search; tests/engine/fusion_test.cc checks it.
+inline constexpr size_t kMaxQueryGroup = 8;
+
+// Scores nq <= kMaxQueryGroup queries (row-major, nq x dim, normalised as validated) against
+// every row of `field` in one pass over the data (each page's slab is read once for all of
+// them); out[q] receives query q's raw scores (num_pages() * kPageRows floats; rows without the
+// field hold meaningless values).
+void ScoreFieldGroup(const Snapshot& snapshot, const FieldSpec& field, const float* queries,
+                     size_t nq, const std::vector<float*>& out, kernels::ThreadPool* pool);
 
 }  // namespace rosetta::engine

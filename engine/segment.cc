@@ -67,6 +67,7 @@ size_t Segment::Append(RowInfo info, std::span<const float* const> vectors) {
     pages_ = std::move(grown);
   }
   Page& page = *(*pages_)[p];
+  if (!info.meta->field_weights.empty()) any_record_weights_ = true;
   page.mutable_row(i) = std::move(info);
   for (size_t f = 0; f < vectors.size(); ++f) {
     if (vectors[f] != nullptr) {
@@ -112,7 +113,8 @@ void Segment::Publish() {
   snap->calibration = calibration_;
   snap->live_records = live_records_;
   snap->field_vectors = field_vectors_;
-  absl::MutexLock lock(&snapshot_mu_);
+  snap->any_record_weights = any_record_weights_;
+  std::lock_guard<std::mutex> lock(snapshot_mu_);
   snapshot_ = std::move(snap);
 }
 
@@ -128,7 +130,7 @@ const float* Segment::WriterVector(size_t field, size_t r) const {
 }
 
 std::shared_ptr<const Snapshot> Segment::snapshot() const {
-  absl::MutexLock lock(&snapshot_mu_);
+  std::lock_guard<std::mutex> lock(snapshot_mu_);
   return snapshot_;
 }
 

@@ -34,7 +34,7 @@
 #include <string>
 #include <vector>
 
-#include "absl/synchronization/mutex.h"
+#include <mutex>
 #include "engine/layout.h"
 #include "schema/types.h"
 #include "storage/store.h"
@@ -118,6 +118,9 @@ struct Snapshot {
   std::shared_ptr<const CalibrationSet> calibration;
   int64_t live_records = 0;
   std::vector<int64_t> field_vectors;  // live vectors per field id.
+  // False when no row of the segment ever had record weights: search then skips the per-row
+  // metadata lookup (every record weight is 1).
+  bool any_record_weights = false;
 
   size_t num_pages() const { return (rows + kPageRows - 1) >> kPageShift; }
   const Page& page(size_t p) const { return *(*pages)[p]; }
@@ -173,9 +176,10 @@ class Segment {
   std::shared_ptr<const CalibrationSet> calibration_;
   int64_t live_records_ = 0;
   std::vector<int64_t> field_vectors_;
+  bool any_record_weights_ = false;
   // Published state.
-  mutable absl::Mutex snapshot_mu_;
-  std::shared_ptr<const Snapshot> snapshot_ ABSL_GUARDED_BY(snapshot_mu_);
+  mutable std::mutex snapshot_mu_;
+  std::shared_ptr<const Snapshot> snapshot_;  // guarded by snapshot_mu_.
 };
 
 }  // namespace rosetta::engine

@@ -121,6 +121,8 @@ TEST(CalibrationTest, StatisticsFollowTheDocumentedSampling) {
     std::sort(tkeys.begin(), tkeys.end());
     qkeys.resize(std::min<size_t>(qkeys.size(), 256));
     tkeys.resize(std::min<size_t>(tkeys.size(), 4096));
+    std::vector<std::pair<std::string, const std::vector<float>*>> targets;
+    for (const auto& [th, tid, tf] : tkeys) targets.push_back({tid, vec.at({tid, tf})});
     int64_t pairs = 0;
     double sum = 0, top1_sum = 0;
     int64_t top1_n = 0;
@@ -129,9 +131,9 @@ TEST(CalibrationTest, StatisticsFollowTheDocumentedSampling) {
       const std::vector<float>& q = *vec.at({qid, qf});
       double best = -1e300;
       bool any = false;
-      for (const auto& [th, tid, tf] : tkeys) {
+      for (const auto& [tid, tv] : targets) {
         if (tid == qid) continue;
-        const std::vector<float>& t = *vec.at({tid, tf});
+        const std::vector<float>& t = *tv;
         double s = 0;
         for (size_t i = 0; i < q.size(); ++i) {
           s += metric == Metric::kL2 ? (double(q[i]) - t[i]) * (double(q[i]) - t[i]) : double(q[i]) * t[i];
