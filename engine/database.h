@@ -2,14 +2,44 @@
 //
 // A Database owns one storage::Store and the in-memory state derived from it (one Collection per
 // catalog entry). In memory, a collection is a set of segments: a growing segment that receives
-// writes (sealed segments with IVF-PQ indexes come with the index work). Readers take an immutable
-// snapshot (record rows, vectors, tombstones as of one moment) and search it while writers go on;
-// deletes and replaced records are tombstones honoured by every snapshot taken after the write.
+// writes (sealed segments with IVF-PQ indexes come with the index work; Describe reports
+// segments = 1 today). Readers take an immutable snapshot (record rows, vectors, tombstones as of
+// one moment) and search it while writers go on; deletes and replaced records are tombstones
+// honoured by every snapshot taken after the write.
+//
+// In-memory layout (engine/segment.h). Field ids are the index of the field in the schema's
+// name-ordered field map (schemas are immutable), also used as the uint16 field id of storage
+// keys. Rows are append-only, in pages of 256 rows that are never moved: per row the id, a hash
+// of the id and the metadata (attributes, record weights, provenance; shared between the rows an
+// import creates); per field and page a row-major float32 slab (allocated on the page's first
+// vector of that field) and a presence bitmap. An upsert of an existing id tombstones the old row
+// and appends a new one; an import into an existing record appends a new row version with the
+// record's other vectors and metadata copied. The tombstone bitmap is copy-on-write, one copy per
+// write batch. A snapshot is {row count, page directory, tombstones, calibration statistics, live
+// counts}, published by pointer swap under a mutex; a reader holds it as long as it likes and
+// never blocks a writer beyond that pointer copy. The id -> current row map belongs to the
+// writers. Rows of deleted records stay in memory until the next open (no compaction yet).
 //
 // Writes: every write is validated in full before anything is written (a batch is all-or-nothing,
 // see kMaxBatchRecords) and acknowledged only after storage::Store::Commit returned OK, i.e. after
 // the WAL holds it under the configured sync policy. The in-memory state is updated after the
 // commit, under the collection's writer lock, so a reader never sees an unacknowledged write.
+// Writers of one collection are serialised (one mutex per collection); collections are
+// independent.
+//
+// Calibration (normalize = calibrated, engine/calibration.h): after every successful write, the
+// (query modality, field) statistics that are missing or stale (the field's live vector count
+// moved by >= calibration_refresh_fraction since they were computed) are recomputed from the
+// deterministic samples described in docs/query-semantics.md, persisted as one stats blob
+// ("calibration") in a separate commit, and swapped into the collection. At open they are loaded,
+// not recomputed; only statistics that are missing or stale by the same rule are computed then
+// (e.g. after a crash between a write and its statistics commit), with the same deterministic
+// result. A write is acknowledged even if persisting its statistics fails (they are then used in
+// memory and recomputed at the next open).
+//
+// Search (engine/search.h): exact, over every live row; parallel over pages on the search thread
+// pool; results do not depend on the number of threads. `SearchRequest::exact` is accepted but
+// every search is exact today.
 //
 // Thread safety: all methods may be called concurrently from any number of threads.
 #pragma once
@@ -76,7 +106,10 @@ class Database {
   // Sets field `field` of `rows` records from a row-major rows x dim float32 matrix, atomically:
   // record i gets row i. Records that do not exist are created (with no other fields); existing
   // records keep their other fields and metadata. Every row is validated first (an error names
-  // the row), nothing is written on error.
+  // the row: "row 17: component 3 is NaN"), cosine rows are normalised (into a copy), nothing is
+  // written on error. NotFound for an unknown field; InvalidArgument if dim is not the field's
+  // space dim, data.size() != rows * dim, rows > kMaxBatchRecords, an id would exceed
+  // kMaxIdBytes, or options.provenance.collected_at is not RFC 3339.
   absl::StatusOr<WriteResult> ImportVectors(const std::string& name, const std::string& field,
                                             std::span<const float> data, size_t rows, size_t dim,
                                             const ImportOptions& options);
@@ -85,15 +118,20 @@ class Database {
   absl::StatusOr<GetResult> Get(const std::string& name, const std::vector<std::string>& ids,
                                 bool with_vectors) const;
 
-  // Deletes records atomically; ids that do not exist are counted in WriteResult::not_found.
+  // Deletes records atomically; ids that do not exist are counted in WriteResult::not_found. An id
+  // listed twice is deleted (and counted) once.
   absl::StatusOr<WriteResult> Delete(const std::string& name, const std::vector<std::string>& ids);
 
   // Exact fused search; see docs/query-semantics.md. The request is validated against the
   // schema (InvalidArgument naming the problem).
   absl::StatusOr<SearchResponse> Search(const std::string& name, SearchRequest request) const;
 
-  // Several queries at once (results in order). Equivalent to calling Search for each, but
-  // queries that share a shape are scored together with the blocked kernels.
+  // Several queries at once (results in order). Equivalent to calling Search for each (bit for
+  // bit), on one snapshot taken for the whole batch. Queries with one input targeting one ip or
+  // cosine field and no filter are grouped by field and scored up to 8 at a time in one pass over
+  // the field's vectors; each query's took_us then includes an equal share of its group's
+  // scoring pass. Every request is validated before any work; an error names the query
+  // ("query 3: ...").
   absl::StatusOr<std::vector<SearchResponse>> SearchBatch(const std::string& name,
                                                           std::vector<SearchRequest> requests) const;
 

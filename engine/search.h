@@ -13,6 +13,16 @@
 //      by (score desc, id asc), so ties are broken by id string, not by row number;
 //   7. per-field ranks of the returned hits (one counting pass: candidates ranking before each
 //      hit) and the explanations.
+// Details the formulas leave open (docs/query-semantics.md has the formulas):
+//   - max with missing = zero: a missing field contributes 0 and takes part in the max (a record
+//     whose present contributions are all negative scores 0); with renormalize / require the max
+//     is over the present fields only;
+//   - renormalize with S_P = 0 (every present field has effective weight 0): weight and
+//     contribution 0 for every present field, score 0; the record is still a candidate;
+//   - rrf: `normalized` is still reported (the query's normalisation), it just does not enter
+//     the score;
+//   - calibrated falls back to zscore for a field when the field has fewer than 2 live vectors or
+//     no statistics exist for (query modality, field).
 // Number formats: raw scores are float32 (kernel output). Normalised values, weights and
 // contributions are computed in double and reported as float32; a hit's score is
 // float32(sum in double of its float32 contributions, in field-name order) for weighted and rrf,

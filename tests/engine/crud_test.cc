@@ -66,10 +66,10 @@ TEST(CrudTest, CreateListDescribeDrop) {
     EXPECT_THAT(db->ListCollections(), ElementsAre());
     ASSERT_OK(db->CreateCollection(TestSchema("b")));
     ASSERT_OK(db->CreateCollection(TestSchema("a")));
-    ENGINE_EXPECT_STATUS(db->CreateCollection(TestSchema("a")), absl::StatusCode::kAlreadyExists, "\"a\"");
+    EXPECT_STATUS(db->CreateCollection(TestSchema("a")), absl::StatusCode::kAlreadyExists, "\"a\"");
     CollectionSchema bad = TestSchema("bad");
     bad.fields["image"].space = "nope";
-    ENGINE_EXPECT_STATUS(db->CreateCollection(bad), absl::StatusCode::kInvalidArgument, "nope");
+    EXPECT_STATUS(db->CreateCollection(bad), absl::StatusCode::kInvalidArgument, "nope");
     EXPECT_THAT(db->ListCollections(), ElementsAre("a", "b"));
 
     ASSERT_OK_AND_ASSIGN(CollectionInfo info, db->Describe("a"));
@@ -86,8 +86,8 @@ TEST(CrudTest, CreateListDescribeDrop) {
 
     ASSERT_OK(db->Upsert("b", {MakeRecord("x", {{"image", {1, 0, 0, 0}}})}).status());
     ASSERT_OK(db->DropCollection("b"));
-    ENGINE_EXPECT_STATUS(db->Describe("b"), absl::StatusCode::kNotFound, "\"b\"");
-    ENGINE_EXPECT_STATUS(db->DropCollection("b"), absl::StatusCode::kNotFound, "\"b\"");
+    EXPECT_STATUS(db->Describe("b"), absl::StatusCode::kNotFound, "\"b\"");
+    EXPECT_STATUS(db->DropCollection("b"), absl::StatusCode::kNotFound, "\"b\"");
     EXPECT_THAT(db->ListCollections(), ElementsAre("a"));
   }
   {
@@ -332,7 +332,7 @@ class BadInputTest : public ::testing::Test {
 };
 
 TEST_F(BadInputTest, WrongDimension) {
-  ENGINE_EXPECT_STATUS(db_->Upsert("c", {MakeRecord("x", {{"image", {1, 2, 3}}})}),
+  EXPECT_STATUS(db_->Upsert("c", {MakeRecord("x", {{"image", {1, 2, 3}}})}),
                 absl::StatusCode::kInvalidArgument,
                 "record 0 (id \"x\"): field \"image\": expected 4 components");
   ExpectUnchanged({"x"});
@@ -340,49 +340,49 @@ TEST_F(BadInputTest, WrongDimension) {
 
 TEST_F(BadInputTest, NaNNamesTheComponent) {
   const float nan = std::numeric_limits<float>::quiet_NaN();
-  ENGINE_EXPECT_STATUS(db_->Upsert("c", {MakeRecord("x", {{"point", {1, 2, nan}}})}),
+  EXPECT_STATUS(db_->Upsert("c", {MakeRecord("x", {{"point", {1, 2, nan}}})}),
                 absl::StatusCode::kInvalidArgument, "field \"point\": component 2 is NaN");
   ExpectUnchanged({"x"});
 }
 
 TEST_F(BadInputTest, VectorOfTheWrongSpace) {
   // A 3-d (geo) vector given for a clip field, and a clip query against a geo field.
-  ENGINE_EXPECT_STATUS(db_->Upsert("c", {MakeRecord("x", {{"caption", {1, 2, 3}}})}),
+  EXPECT_STATUS(db_->Upsert("c", {MakeRecord("x", {{"caption", {1, 2, 3}}})}),
                 absl::StatusCode::kInvalidArgument, "field \"caption\"");
   SearchRequest req = QueryImage({1, 0, 0, 0});
   req.inputs[0].fields = {"point"};
-  ENGINE_EXPECT_STATUS(db_->Search("c", req), absl::StatusCode::kInvalidArgument,
+  EXPECT_STATUS(db_->Search("c", req), absl::StatusCode::kInvalidArgument,
                 "field \"point\" is in space \"geo\"");
   ExpectUnchanged({"x"});
 }
 
 TEST_F(BadInputTest, UnknownField) {
-  ENGINE_EXPECT_STATUS(db_->Upsert("c", {MakeRecord("x", {{"nope", {1, 2, 3, 4}}})}),
+  EXPECT_STATUS(db_->Upsert("c", {MakeRecord("x", {{"nope", {1, 2, 3, 4}}})}),
                 absl::StatusCode::kInvalidArgument, "unknown field \"nope\"");
   const std::vector<float> data = {1, 2, 3, 4};
-  ENGINE_EXPECT_STATUS(db_->ImportVectors("c", "nope", data, 1, 4, {}), absl::StatusCode::kNotFound,
+  EXPECT_STATUS(db_->ImportVectors("c", "nope", data, 1, 4, {}), absl::StatusCode::kNotFound,
                 "no field \"nope\"");
   ExpectUnchanged({"x", "0"});
 }
 
 TEST_F(BadInputTest, UnknownCollection) {
   const std::vector<float> data = {1, 2, 3, 4};
-  ENGINE_EXPECT_STATUS(db_->Upsert("zz", {MakeRecord("x", {{"image", {1, 2, 3, 4}}})}),
+  EXPECT_STATUS(db_->Upsert("zz", {MakeRecord("x", {{"image", {1, 2, 3, 4}}})}),
                 absl::StatusCode::kNotFound, "collection \"zz\"");
-  ENGINE_EXPECT_STATUS(db_->ImportVectors("zz", "image", data, 1, 4, {}), absl::StatusCode::kNotFound,
+  EXPECT_STATUS(db_->ImportVectors("zz", "image", data, 1, 4, {}), absl::StatusCode::kNotFound,
                 "collection \"zz\"");
-  ENGINE_EXPECT_STATUS(db_->Get("zz", {"x"}, true), absl::StatusCode::kNotFound, "collection \"zz\"");
-  ENGINE_EXPECT_STATUS(db_->Delete("zz", {"x"}), absl::StatusCode::kNotFound, "collection \"zz\"");
-  ENGINE_EXPECT_STATUS(db_->Search("zz", QueryImage({1, 0, 0, 0})), absl::StatusCode::kNotFound,
+  EXPECT_STATUS(db_->Get("zz", {"x"}, true), absl::StatusCode::kNotFound, "collection \"zz\"");
+  EXPECT_STATUS(db_->Delete("zz", {"x"}), absl::StatusCode::kNotFound, "collection \"zz\"");
+  EXPECT_STATUS(db_->Search("zz", QueryImage({1, 0, 0, 0})), absl::StatusCode::kNotFound,
                 "collection \"zz\"");
-  ENGINE_EXPECT_STATUS(db_->SearchBatch("zz", {QueryImage({1, 0, 0, 0})}), absl::StatusCode::kNotFound,
+  EXPECT_STATUS(db_->SearchBatch("zz", {QueryImage({1, 0, 0, 0})}), absl::StatusCode::kNotFound,
                 "collection \"zz\"");
-  ENGINE_EXPECT_STATUS(db_->Describe("zz"), absl::StatusCode::kNotFound, "collection \"zz\"");
+  EXPECT_STATUS(db_->Describe("zz"), absl::StatusCode::kNotFound, "collection \"zz\"");
   ExpectUnchanged({"x"});
 }
 
 TEST_F(BadInputTest, DuplicateIdsInOneCall) {
-  ENGINE_EXPECT_STATUS(db_->Upsert("c", {MakeRecord("x", {{"image", {1, 2, 3, 4}}}),
+  EXPECT_STATUS(db_->Upsert("c", {MakeRecord("x", {{"image", {1, 2, 3, 4}}}),
                                   MakeRecord("y", {{"image", {1, 2, 3, 4}}}),
                                   MakeRecord("x", {{"image", {4, 3, 2, 1}}})}),
                 absl::StatusCode::kInvalidArgument,
@@ -398,11 +398,11 @@ TEST_F(BadInputTest, BatchIsAllOrNothing) {
     batch.push_back(MakeRecord(ids.back(), {{"image", {1, float(i), 0, 0}}}));
   }
   batch[5].attributes["year"] = std::string("not a number");
-  ENGINE_EXPECT_STATUS(db_->Upsert("c", batch), absl::StatusCode::kInvalidArgument,
+  EXPECT_STATUS(db_->Upsert("c", batch), absl::StatusCode::kInvalidArgument,
                 "record 5 (id \"b5\"): attribute \"year\"");
   // Replacing "keep" inside a failed batch must not touch it either.
   batch[5] = MakeRecord("keep", {{"image", {0, 0, 0, std::numeric_limits<float>::infinity()}}});
-  ENGINE_EXPECT_STATUS(db_->Upsert("c", batch), absl::StatusCode::kInvalidArgument,
+  EXPECT_STATUS(db_->Upsert("c", batch), absl::StatusCode::kInvalidArgument,
                 "record 5 (id \"keep\"): field \"image\": component 3 is +inf");
   ExpectUnchanged(ids);
 }
@@ -412,20 +412,20 @@ TEST_F(BadInputTest, ImportRejectsBadRowsAndShapes) {
   data[17 * 4 + 3] = std::numeric_limits<float>::quiet_NaN();
   ImportOptions opt;
   opt.id_prefix = "i";
-  ENGINE_EXPECT_STATUS(db_->ImportVectors("c", "image", data, 20, 4, opt),
+  EXPECT_STATUS(db_->ImportVectors("c", "image", data, 20, 4, opt),
                 absl::StatusCode::kInvalidArgument, "row 17: component 3 is NaN");
   data[17 * 4 + 3] = 0.5f;
   // A zero vector in a cosine space.
   std::fill(data.begin() + 9 * 4, data.begin() + 10 * 4, 0.0f);
-  ENGINE_EXPECT_STATUS(db_->ImportVectors("c", "image", data, 20, 4, opt),
+  EXPECT_STATUS(db_->ImportVectors("c", "image", data, 20, 4, opt),
                 absl::StatusCode::kInvalidArgument, "row 9: is a zero vector");
-  ENGINE_EXPECT_STATUS(db_->ImportVectors("c", "image", data, 16, 5, opt),
+  EXPECT_STATUS(db_->ImportVectors("c", "image", data, 16, 5, opt),
                 absl::StatusCode::kInvalidArgument, "has dim 4, the data has 5 columns");
-  ENGINE_EXPECT_STATUS(db_->ImportVectors("c", "image", data, 21, 4, opt),
+  EXPECT_STATUS(db_->ImportVectors("c", "image", data, 21, 4, opt),
                 absl::StatusCode::kInvalidArgument, "expected rows x dim");
   opt.provenance.collected_at = "yesterday";
   std::fill(data.begin(), data.end(), 0.5f);
-  ENGINE_EXPECT_STATUS(db_->ImportVectors("c", "image", data, 20, 4, opt),
+  EXPECT_STATUS(db_->ImportVectors("c", "image", data, 20, 4, opt),
                 absl::StatusCode::kInvalidArgument, "collected_at");
   std::vector<std::string> ids;
   for (int i = 0; i < 20; ++i) ids.push_back("i" + std::to_string(i));
@@ -435,10 +435,10 @@ TEST_F(BadInputTest, ImportRejectsBadRowsAndShapes) {
 TEST_F(BadInputTest, TooManyRecordsInOneCall) {
   std::vector<Record> many(kMaxBatchRecords + 1);
   for (size_t i = 0; i < many.size(); ++i) many[i].id = "m" + std::to_string(i);
-  ENGINE_EXPECT_STATUS(db_->Upsert("c", std::move(many)), absl::StatusCode::kInvalidArgument,
+  EXPECT_STATUS(db_->Upsert("c", std::move(many)), absl::StatusCode::kInvalidArgument,
                 "at most 65536");
   std::vector<float> data((kMaxBatchRecords + 1) * 3, 1.0f);
-  ENGINE_EXPECT_STATUS(db_->ImportVectors("c", "point", data, kMaxBatchRecords + 1, 3, {}),
+  EXPECT_STATUS(db_->ImportVectors("c", "point", data, kMaxBatchRecords + 1, 3, {}),
                 absl::StatusCode::kInvalidArgument, "at most 65536");
   ExpectUnchanged({"m0"});
 }
@@ -446,14 +446,14 @@ TEST_F(BadInputTest, TooManyRecordsInOneCall) {
 TEST_F(BadInputTest, InvalidQueriesAreRejected) {
   SearchRequest req = QueryImage({1, 0, 0, 0});
   req.k = 0;
-  ENGINE_EXPECT_STATUS(db_->Search("c", req), absl::StatusCode::kInvalidArgument, "k must be");
+  EXPECT_STATUS(db_->Search("c", req), absl::StatusCode::kInvalidArgument, "k must be");
   req = QueryImage({1, 0, 0});
-  ENGINE_EXPECT_STATUS(db_->Search("c", req), absl::StatusCode::kInvalidArgument, "expected 4 components");
+  EXPECT_STATUS(db_->Search("c", req), absl::StatusCode::kInvalidArgument, "expected 4 components");
   req = QueryImage({1, 0, 0, 0});
   req.filter.predicates.push_back({Predicate::Target::kAttribute, "nope", FilterOp::kEq, {int64_t{1}}});
-  ENGINE_EXPECT_STATUS(db_->Search("c", req), absl::StatusCode::kInvalidArgument, "\"nope\"");
+  EXPECT_STATUS(db_->Search("c", req), absl::StatusCode::kInvalidArgument, "\"nope\"");
   // In a batch, the error names the query.
-  ENGINE_EXPECT_STATUS(db_->SearchBatch("c", {QueryImage({1, 0, 0, 0}), req}),
+  EXPECT_STATUS(db_->SearchBatch("c", {QueryImage({1, 0, 0, 0}), req}),
                 absl::StatusCode::kInvalidArgument, "query 1: ");
 }
 

@@ -11,15 +11,6 @@
 #include "schema/validate.h"
 #include "tests/testing/testing.h"
 
-// EXPECT_STATUS from tests/testing/testing.h does not compile (its parameter `code` is also
-// substituted into `.code()`), so the engine tests use their own.
-#define ENGINE_EXPECT_STATUS(expr, want_code, substr)                                           \
-  do {                                                                                          \
-    const ::absl::Status engine_s_ = ::rosetta::testing::ToStatus(expr);                        \
-    EXPECT_EQ(engine_s_.code(), want_code) << engine_s_;                                        \
-    EXPECT_THAT(std::string(engine_s_.message()), ::testing::HasSubstr(substr)) << engine_s_;   \
-  } while (0)
-
 namespace rosetta::engine::testing {
 
 inline Space MakeSpace(const std::string& name, int dim, Metric metric) {
