@@ -332,12 +332,17 @@ absl::StatusOr<WriteResult> Database::ImportVectors(const std::string& name,
     auto t = ParseTimestampMicros(options.provenance.collected_at);
     if (!t.ok()) return Annotate(t.status(), "import: provenance: collected_at: ");
   }
+  // Ids obey the same rules as upserted ones (valid UTF-8, no control characters, length).
+  if (auto problem = CheckText(options.id_prefix, /*allow_control=*/false)) {
+    return absl::InvalidArgumentError("import: id prefix " + Quote(options.id_prefix) + ": " +
+                                      *problem);
+  }
   std::vector<std::string> ids(rows);
   for (size_t i = 0; i < rows; ++i) {
     ids[i] = options.id_prefix + std::to_string(static_cast<int64_t>(i) + options.id_offset);
     if (ids[i].size() > kMaxIdBytes) {
-      return absl::InvalidArgumentError("import: row " + std::to_string(i) + ": id \"" +
-                                        ids[i].substr(0, 64) + "...\" is longer than " +
+      return absl::InvalidArgumentError("import: row " + std::to_string(i) + ": id " +
+                                        Quote(ids[i]) + " is longer than " +
                                         std::to_string(kMaxIdBytes) + " bytes");
     }
   }

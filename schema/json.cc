@@ -628,16 +628,20 @@ Json AttributesToJson(const std::map<std::string, AttributeValue>& attrs) {
   return out;
 }
 
+// Scores print -0 as 0: an l2 distance of zero gives a raw score of -0.0f, which is correct but
+// reads as noise. (Adding +0.0f maps -0 to +0 and leaves every other value unchanged.)
+Json ScoreToJson(float f) { return FloatToJson(f + 0.0f); }
+
 Json ExplanationToJson(const FieldExplanation& e) {
   Json out = Json::object();
   if (e.missing) {
     out["missing"] = true;
     return out;
   }
-  out["raw"] = FloatToJson(e.raw);
-  out["normalized"] = FloatToJson(e.normalized);
-  out["weight"] = FloatToJson(e.weight);
-  out["contribution"] = FloatToJson(e.contribution);
+  out["raw"] = ScoreToJson(e.raw);
+  out["normalized"] = ScoreToJson(e.normalized);
+  out["weight"] = ScoreToJson(e.weight);
+  out["contribution"] = ScoreToJson(e.contribution);
   out["rank"] = e.rank;
   return out;
 }
@@ -1005,7 +1009,7 @@ Json SearchResponseToJson(const SearchResponse& r) {
   for (const Hit& h : r.results) {
     Json hit = Json::object();
     hit["id"] = h.id;
-    hit["score"] = FloatToJson(h.score);
+    hit["score"] = ScoreToJson(h.score);
     Json fields = Json::object();
     for (const auto& [name, e] : h.fields) fields[name] = ExplanationToJson(e);
     hit["fields"] = std::move(fields);

@@ -121,7 +121,7 @@ absl::Status Run(const std::vector<std::string>& args, std::istream& in, std::os
     if (globals.json) {
       Json j = Json::object();
       j["version"] = kRosettaVersion;
-      out << j.dump(2) << "\n";
+      out << DumpJson(j, 2) << "\n";
     } else {
       out << "rosetta " << kRosettaVersion << "\n";
     }

@@ -57,7 +57,7 @@ absl::StatusOr<std::string> CliContext::ReadInput(const std::string& path,
 
 void CliContext::EmitJson(const Json& j) {
   // Replace invalid UTF-8 instead of throwing: ids and attribute strings come from users.
-  out_ << j.dump(2, ' ', false, Json::error_handler_t::replace) << "\n";
+  out_ << DumpJson(j, 2) << "\n";
 }
 
 }  // namespace rosetta::cli

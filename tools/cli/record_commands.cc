@@ -214,9 +214,7 @@ absl::Status RunGet(CliContext& ctx, const ParsedArgs& args) {
   } else {
     // One record per line in the upsert format (so the output can be edited and fed back).
     for (const Record& r : result.records) {
-      ctx.out() << RecordToJson(r, with_vectors).dump(-1, ' ', false,
-                                                      Json::error_handler_t::replace)
-                << "\n";
+      ctx.out() << DumpJson(RecordToJson(r, with_vectors)) << "\n";
     }
     for (const std::string& id : result.not_found) ctx.out() << "not found: " << id << "\n";
   }
