@@ -427,6 +427,13 @@ TEST_F(BadInputTest, ImportRejectsBadRowsAndShapes) {
   std::fill(data.begin(), data.end(), 0.5f);
   EXPECT_STATUS(db_->ImportVectors("c", "image", data, 20, 4, opt),
                 absl::StatusCode::kInvalidArgument, "collected_at");
+  opt.provenance.collected_at.clear();
+  opt.id_prefix = "bad\x01";
+  EXPECT_STATUS(db_->ImportVectors("c", "image", data, 20, 4, opt),
+                absl::StatusCode::kInvalidArgument, "import: id prefix");
+  opt.id_prefix = std::string(kMaxIdBytes - 1, 'x');
+  EXPECT_STATUS(db_->ImportVectors("c", "image", data, 20, 4, opt),
+                absl::StatusCode::kInvalidArgument, "row 10: id");  // "x...x10" is too long.
   std::vector<std::string> ids;
   for (int i = 0; i < 20; ++i) ids.push_back("i" + std::to_string(i));
   ExpectUnchanged(ids);
