@@ -9,12 +9,15 @@
 // in one run on the same data: after loading, prints one JSON line {"ready": true, ...}; then reads
 // commands from stdin, one per line, answering each with one JSON line:
 //   time <batch> <nqueries> <rounds>   search queries[0, nqueries) in batches of <batch>, <rounds>
-//                                      times; -> {"seconds": [per-round wall seconds]}
+//                                      times; -> {"seconds": [per-round wall seconds],
+//                                      "cpu_seconds": [per-round CPU seconds of the process]}
 //   dump <batch> <nqueries> <path>     write the ids (nqueries x k, int64 little-endian) -> {"ok": 1}
 //   quit
 // The SIMD level follows ROSETTA_SIMD as everywhere; warm-up is the caller's business (send a
 // `time` command and discard it).
 #include <algorithm>
+#include <sys/resource.h>
+
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -36,6 +39,13 @@ using rosetta::kernels::FlatSearch;
 using rosetta::kernels::FlatSearchParams;
 using rosetta::kernels::Scored;
 using rosetta::kernels::ThreadPool;
+
+// User + system CPU seconds of the whole process (all threads).
+double ProcessCpuSeconds() {
+  rusage u;
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_utime.tv_sec + u.ru_stime.tv_sec + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1e-6;
+}
 
 struct Matrix {
   std::vector<float> data;
@@ -165,8 +175,16 @@ int Serve(Runner& runner, const Matrix& queries, const Options& opt) {
     if (cmd == "time") {
       size_t rounds = 1;
       in >> rounds;
+      std::vector<double> wall, cpu;
+      for (size_t r = 0; r < rounds; ++r) {
+        const double c0 = ProcessCpuSeconds();
+        wall.push_back(runner.Run(batch, n, nullptr));
+        cpu.push_back(ProcessCpuSeconds() - c0);
+      }
       std::printf("{\"seconds\": [");
-      for (size_t r = 0; r < rounds; ++r) std::printf("%s%.9f", r ? ", " : "", runner.Run(batch, n, nullptr));
+      for (size_t r = 0; r < rounds; ++r) std::printf("%s%.9f", r ? ", " : "", wall[r]);
+      std::printf("], \"cpu_seconds\": [");
+      for (size_t r = 0; r < rounds; ++r) std::printf("%s%.9f", r ? ", " : "", cpu[r]);
       std::printf("]}\n");
     } else if (cmd == "dump") {
       std::string path;

@@ -21,8 +21,10 @@ What it does, in order:
      results.json (machine, date, git commit, command, versions, every round) to --out-dir
      (default bench/results/<UTC date>-flat-vs-faiss/).
 
-The machine may be shared: the load average before and after is recorded, and the best round is
-the least disturbed estimate of each side's speed.
+The machine may be shared: the load average before and after is recorded, the best round is the
+least disturbed estimate of each side's speed, and the CPU time per query (process CPU time, all
+threads, OpenMP spinning included) shows the work each side does independently of how much of the
+machine it got.
 """
 
 import argparse
@@ -137,7 +139,9 @@ class Ours:
         return reply
 
     def time(self, batch, n):
-        return self._cmd(f"time {batch} {n} 1")["seconds"][0]
+        """(wall seconds, CPU seconds of the driver process) for one round."""
+        reply = self._cmd(f"time {batch} {n} 1")
+        return reply["seconds"][0], reply["cpu_seconds"][0]
 
     def ids(self, np, batch, n, k, path):
         self._cmd(f"dump {batch} {n} {path}")
@@ -150,11 +154,13 @@ class Ours:
 
 
 def faiss_time(faiss, index, queries, batch, n, k, threads):
+    """(wall seconds, CPU seconds of this process, OpenMP threads included) for one round."""
     faiss.omp_set_num_threads(threads)
+    cpu = time.process_time()
     start = time.perf_counter()
     for i in range(0, n, batch):
         index.search(queries[i:i + batch], k)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def run_cmd(cmd):
@@ -190,10 +196,15 @@ def machine_info(build_dir):
     }
 
 
-def summary(seconds, queries):
-    qps = [queries / s for s in seconds]
+def summary(rounds, queries):
+    """rounds: [(wall seconds, cpu seconds)] per round."""
+    qps = [queries / wall for wall, _ in rounds]
+    cpu_ms = [1e3 * cpu / queries for _, cpu in rounds]
     return {"qps_median": statistics.median(qps), "qps_best": max(qps),
-            "qps_rounds": qps, "seconds_rounds": seconds}
+            "cpu_ms_per_query_median": statistics.median(cpu_ms),
+            "cpu_ms_per_query_best": min(cpu_ms),
+            "qps_rounds": qps, "cpu_ms_per_query_rounds": cpu_ms,
+            "seconds_rounds": [wall for wall, _ in rounds]}
 
 
 def main():
@@ -344,8 +355,8 @@ def markdown(r, args):
         f"{args.batch1_queries} queries searched one at a time per round; batch {args.batch} = one "
         f"search of {args.batch} queries per round; the two engines alternate going first.",
         "",
-        "| engine | threads | batch | QPS (median) | QPS (best) | ours / FAISS (median) | ours / FAISS (best) |",
-        "|---|---|---|---|---|---|---|",
+        "| engine | threads | batch | QPS (median) | QPS (best) | ours / FAISS (median) | ours / FAISS (best) | CPU ms per query (median) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for x in sorted(r["results"], key=lambda x: (x["batch"], x["engine"] != "ours", -x["threads"])):
         ratio = r["ratio_ours_over_faiss"][f"batch{x['batch']}"]
@@ -353,10 +364,11 @@ def markdown(r, args):
         note = "" if x["engine"] == "ours" or x["threads"] == args.threads else " (reference)"
         lines.append(
             f"| {x['engine']}{note} | {x['threads']} | {x['batch']} | {x['qps_median']:.1f} | "
-            f"{x['qps_best']:.1f} | {ratio['median']:.2f}x |  {ratio['best']:.2f}x |"
+            f"{x['qps_best']:.1f} | {ratio['median']:.2f}x | {ratio['best']:.2f}x | "
+            f"{x['cpu_ms_per_query_median']:.2f} |"
             if is_main else
             f"| {x['engine']}{note} | {x['threads']} | {x['batch']} | {x['qps_median']:.1f} | "
-            f"{x['qps_best']:.1f} | | |")
+            f"{x['qps_best']:.1f} | | | {x['cpu_ms_per_query_median']:.2f} |")
     lines += [""] + [
         f"Batch {b[5:]}: ours / FAISS's fastest configuration here ({v['fastest_faiss_threads']} "
         f"thread(s)), median: {v['median_vs_fastest_faiss']:.2f}x."
