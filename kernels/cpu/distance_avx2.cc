@@ -3,9 +3,10 @@
 // internal-linkage functions only, no inline functions or templates from shared headers.
 //
 // inner_products has two regimes:
-//  * few queries (nq < kGemmMinQueries): memory-bound streaming. Each group of base rows is loaded
-//    once and multiplied with every query (query rows stay in L1); each product is an 8-lane
-//    accumulator reduced once at the end.
+//  * few queries (nq < kGemmMinQueries): memory-bound streaming. One to three queries: base rows
+//    are read strictly in order (see StreamRows). 4..15 queries: each group of 4 base rows is
+//    loaded once and multiplied with every query (query rows stay in L1); each product is an
+//    8-lane accumulator reduced once at the end.
 //  * many queries: compute-bound, a register-blocked GEMM micro-kernel. The queries are packed
 //    transposed in blocks of kQueryLanes (element k of the block's 16 queries is contiguous), so
 //    one step of the inner loop is two vector loads of packed queries, kBaseRows scalar broadcasts
@@ -151,13 +152,85 @@ inline void DirectColumns(const float* queries, size_t nq, const float* b, size_
   for (; i < nq; ++i) DirectTile<1, BR>(queries + i * d, b, d, out + i * ldo, ldo);
 }
 
+// {sum(a)} of 8 lanes in a fixed order.
+inline float Sum8(__m256 a) {
+  const __m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+  const __m128 t = _mm_add_ps(h, _mm_movehl_ps(h, h));
+  return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
+}
+
+// One to three queries: the base is streamed from memory strictly row after row (each row read
+// once, linearly, and multiplied with every query). In this memory-bound regime the access
+// pattern sets the speed: on Zen 4, reading several rows interleaved streams markedly slower than
+// one row at a time. A is the number of 8-lane accumulators per query.
+template <int QR, int A>
+void StreamRows(const float* queries, const float* base, size_t nb, size_t d, float* out,
+                size_t ldo) {
+  constexpr size_t kStep = 8 * A;
+  for (size_t j = 0; j < nb; ++j) {
+    const float* b = base + j * d;
+    __m256 acc[QR][A];
+#pragma GCC unroll 4
+    for (int r = 0; r < QR; ++r) {
+#pragma GCC unroll 4
+      for (int a = 0; a < A; ++a) acc[r][a] = _mm256_setzero_ps();
+    }
+    size_t i = 0;
+    for (; i + kStep <= d; i += kStep) {
+#pragma GCC unroll 4
+      for (int a = 0; a < A; ++a) {
+        const __m256 bv = _mm256_loadu_ps(b + i + 8 * a);
+#pragma GCC unroll 4
+        for (int r = 0; r < QR; ++r) {
+          acc[r][a] = _mm256_fmadd_ps(_mm256_loadu_ps(queries + r * d + i + 8 * a), bv, acc[r][a]);
+        }
+      }
+    }
+    for (; i + 8 <= d; i += 8) {
+      const __m256 bv = _mm256_loadu_ps(b + i);
+#pragma GCC unroll 4
+      for (int r = 0; r < QR; ++r) {
+        acc[r][0] = _mm256_fmadd_ps(_mm256_loadu_ps(queries + r * d + i), bv, acc[r][0]);
+      }
+    }
+    if (i < d) {
+      const __m256i m = TailMask(d - i);
+      const __m256 bv = _mm256_maskload_ps(b + i, m);
+#pragma GCC unroll 4
+      for (int r = 0; r < QR; ++r) {
+        acc[r][A - 1] =
+            _mm256_fmadd_ps(_mm256_maskload_ps(queries + r * d + i, m), bv, acc[r][A - 1]);
+      }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < QR; ++r) {
+      __m256 t = acc[r][0];
+#pragma GCC unroll 4
+      for (int a = 1; a < A; ++a) t = _mm256_add_ps(t, acc[r][a]);
+      out[r * ldo + j] = Sum8(t);
+    }
+  }
+}
+
 void DirectProducts(const float* queries, size_t nq, const float* base, size_t nb, size_t d,
                     float* out, size_t ldo) {
-  size_t j = 0;
-  if (nq == 1) {
-    // One query: 8 base rows in flight keep enough independent FMA chains.
-    for (; j + 8 <= nb; j += 8) DirectColumns<8>(queries, nq, base + j * d, d, out + j, ldo);
+  switch (nq) {
+    case 0:
+      return;
+    case 1:
+      StreamRows<1, 4>(queries, base, nb, d, out, ldo);
+      return;
+    case 2:
+      StreamRows<2, 2>(queries, base, nb, d, out, ldo);
+      return;
+    case 3:
+      StreamRows<3, 2>(queries, base, nb, d, out, ldo);
+      return;
+    default:
+      break;
   }
+  // 4..15 queries: 2 x 4 tiles (16 ymm registers), each base row group loaded once per pass.
+  size_t j = 0;
   for (; j + 4 <= nb; j += 4) DirectColumns<4>(queries, nq, base + j * d, d, out + j, ldo);
   for (; j < nb; ++j) DirectColumns<1>(queries, nq, base + j * d, d, out + j, ldo);
 }

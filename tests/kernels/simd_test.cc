@@ -253,18 +253,23 @@ TEST_P(SimdLevelTest, InnerProductsMatchOracleOnFloats) {
 
 TEST_P(SimdLevelTest, InnerProductsDoNotDependOnTilePosition) {
   // A product must not depend on where its base row falls (full micro-tile or tail): scoring the
-  // base in one call or row by row gives the same bits.
+  // base in one call or row by row gives the same bits, for every query-count regime.
   const uint64_t seed = TestSeed(105);
   SCOPED_TRACE(SeedTrace(seed));
   const KernelTable& t = table();
-  const size_t d = 100, nq = 40, nb = 19;
-  const std::vector<float> q = testing::RandomVectors(nq, d, seed);
-  const std::vector<float> b = testing::RandomVectors(nb, d, seed + 1);
-  std::vector<float> all(nq * nb), one(nq);
-  t.inner_products(q.data(), nq, b.data(), nb, d, all.data(), nb);
-  for (size_t j = 0; j < nb; ++j) {
-    t.inner_products(q.data(), nq, b.data() + j * d, 1, d, one.data(), 1);
-    for (size_t i = 0; i < nq; ++i) ASSERT_EQ(all[i * nb + j], one[i]) << "i=" << i << " j=" << j;
+  const size_t d = 100, nb = 19;
+  for (size_t nq : {1, 2, 3, 5, 40}) {
+    SCOPED_TRACE("nq=" + std::to_string(nq));
+    const std::vector<float> q = testing::RandomVectors(nq, d, seed + nq);
+    const std::vector<float> b = testing::RandomVectors(nb, d, seed + 1);
+    std::vector<float> all(nq * nb), one(nq);
+    t.inner_products(q.data(), nq, b.data(), nb, d, all.data(), nb);
+    for (size_t j = 0; j < nb; ++j) {
+      t.inner_products(q.data(), nq, b.data() + j * d, 1, d, one.data(), 1);
+      for (size_t i = 0; i < nq; ++i) {
+        ASSERT_EQ(all[i * nb + j], one[i]) << "i=" << i << " j=" << j;
+      }
+    }
   }
 }
 
