@@ -347,8 +347,9 @@ def markdown(r, args):
         f"- Versions: faiss-cpu {r['versions']['faiss']} ({r['versions']['faiss_compile_options']}),"
         f" numpy {r['versions']['numpy']}, Python {r['versions']['python']}; ours: "
         f"{' '.join(m['compiler'])}, {m['build_type']}, SIMD level `{r['ours']['simd']}`",
-        f"- Environment: removed for this run {r['env_removed'] or '{}'} "
-        f"(OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset); OMP_WAIT_POLICY {r['omp_wait_policy']}",
+        f"- Environment: OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset for this run ("
+        f"{('removed: ' + json.dumps(r['env_removed'])) if r['env_removed'] else 'neither was set'}"
+        f"); OMP_WAIT_POLICY {r['omp_wait_policy']}",
         f"- Data: {args.nb} x {args.d} float32 base, {args.nq} queries, {args.clusters} Gaussian "
         f"clusters, L2-normalised, seed {args.seed}; k = {args.k}",
         f"- Protocol: {args.rounds} rounds after one excluded warm-up round; batch 1 = "
