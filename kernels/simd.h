@@ -34,7 +34,12 @@ struct KernelTable {
   float (*dot)(const float* a, const float* b, size_t d);
   float (*l2sqr)(const float* a, const float* b, size_t d);
   // Inner products of `nq` queries (row-major, stride d) with `nb` base vectors (row-major,
-  // stride d): out[i * ldo + j] = <q_i, b_j>. Blocked for cache reuse; single-threaded.
+  // stride d): out[i * ldo + j] = <q_i, b_j>. Blocked for cache reuse; single-threaded. Entries
+  // j >= nb of each output row are not touched. Float accumulation (results match exact products
+  // within rounding, and exactly for small-integer data); a product's value does not depend on
+  // its position in the output, only on the level and on nq's regime (< 4, < 16, >= 16 queries).
+  // For nq >= 16 the SIMD levels pack queries into a per-thread buffer of at most ~272 x d floats,
+  // kept for reuse by the thread.
   void (*inner_products)(const float* queries, size_t nq, const float* base, size_t nb, size_t d,
                          float* out, size_t ldo);
 
