@@ -540,17 +540,18 @@ void ScoreFieldGroup(const Snapshot& snapshot, const FieldSpec& field, const flo
   const kernels::KernelTable& kt = kernels::ActiveKernels();
   const size_t pages = snapshot.num_pages();
   const size_t d = field.dim;
+  // Each query is scored with its own one-query kernel call, exactly the call a single Search
+  // makes for this page, so grouped raw scores are bit-identical to Search's whatever summation
+  // order the kernels use for other batch sizes. The group still reads each page's slab from
+  // memory once: the slab (kPageRows rows) stays in cache across the group's queries.
   auto run = [&](size_t pb, size_t pe) {
-    std::vector<float> scratch(nq * kPageRows);
     for (size_t p = pb; p < pe; ++p) {
       const float* data = snapshot.page(p).FieldData(field.id);
       if (data == nullptr) continue;
       const size_t begin = p * kPageRows;
       const size_t rows = std::min(kPageRows, snapshot.rows - begin);
-      kt.inner_products(queries, nq, data, rows, d, scratch.data(), rows);
       for (size_t q = 0; q < nq; ++q) {
-        std::copy(scratch.begin() + static_cast<ptrdiff_t>(q * rows),
-                  scratch.begin() + static_cast<ptrdiff_t>((q + 1) * rows), out[q] + begin);
+        kt.inner_products(queries + q * d, 1, data, rows, d, out[q] + begin, rows);
       }
     }
   };

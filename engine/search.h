@@ -57,14 +57,15 @@ absl::StatusOr<SearchResponse> ExecuteSearch(const Layout& layout, const Snapsho
 // no filter can be scored together.
 bool GroupableQuery(const Layout& layout, const SearchRequest& request);
 
-// The largest group ScoreFieldGroup takes. The blocked kernel computes every product in the same
-// order for fewer than 16 queries (its direct regime), so grouped raw scores are bit-identical
-// to those of a single Search; tests/engine/fusion_test.cc checks it.
+// The largest group ScoreFieldGroup takes. Each query of a group is scored with the same
+// one-query kernel call a single Search makes, page by page, so grouped raw scores are
+// bit-identical to those of a single Search whatever summation order the kernels use for larger
+// batches; tests/engine/fusion_test.cc checks it.
 inline constexpr size_t kMaxQueryGroup = 8;
 
 // Scores nq <= kMaxQueryGroup queries (row-major, nq x dim, normalised as validated) against
-// every row of `field` in one pass over the data (each page's slab is read once for all of
-// them); out[q] receives query q's raw scores (num_pages() * kPageRows floats; rows without the
+// every row of `field` in one pass over the data (each page's slab is read from memory once and
+// stays in cache for the group's queries); out[q] receives query q's raw scores (num_pages() * kPageRows floats; rows without the
 // field hold meaningless values).
 void ScoreFieldGroup(const Snapshot& snapshot, const FieldSpec& field, const float* queries,
                      size_t nq, const std::vector<float*>& out, kernels::ThreadPool* pool);
