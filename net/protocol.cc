@@ -1724,6 +1724,11 @@ bool IsRequest(const Message& m) {
          std::holds_alternative<msg::Delete>(m) || std::holds_alternative<msg::Search>(m);
 }
 
+EncodedSize EstimateEncodedSize(const Message& message) {
+  const SizeBound b = MessageBound(message);
+  return EncodedSize{b.lower, b.upper};
+}
+
 uint32_t StatusCodeToWire(absl::StatusCode code) { return static_cast<uint32_t>(code); }
 
 bool IsValidWireStatusCode(uint32_t code) { return code >= 1 && code <= 16; }

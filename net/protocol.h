@@ -200,6 +200,15 @@ struct Frame {
 absl::StatusOr<std::string> EncodeFrame(uint64_t request_id, const Message& message,
                                         size_t max_frame_bytes = kDefaultMaxFrameBytes);
 
+// Bounds on the size of EncodeFrame's body for `message`: `lower` counts the payload bytes that
+// must be in it (string bytes, vector elements), `upper` adds generous per-object overheads.
+// EncodeFrame uses them to refuse an oversized message before building it.
+struct EncodedSize {
+  size_t lower = 0;
+  size_t upper = 0;
+};
+EncodedSize EstimateEncodedSize(const Message& message);
+
 // An Error frame for `status` (code and message; a message over kMaxErrorMessageBytes is cut at
 // a UTF-8 boundary and ends in "..."). Never fails. `status` must not be OK (an OK status is sent
 // as UNKNOWN "error frame without an error").
