@@ -174,19 +174,7 @@ TEST(ProtocolCodecTest, ImportDataIsViewedWhenAlignedAndCopiedOtherwise) {
   EXPECT_EQ(std::vector<float>(got.request.data.begin(), got.request.data.end()), data);
 }
 
-// Builds a frame body with the generated builders directly (as a client in another language
-// would), to check what absent fields decode to.
-template <class F>
-std::string RawFrame(uint64_t request_id, w::Message type, F&& build_body) {
-  flatbuffers::FlatBufferBuilder fbb;
-  flatbuffers::Offset<void> body = build_body(fbb);
-  w::FrameBuilder b(fbb);
-  b.add_request_id(request_id);
-  b.add_body_type(type);
-  b.add_body(body);
-  fbb.Finish(b.Finish(), kFileIdentifier);
-  return std::string(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize());
-}
+using testing::RawFrame;
 
 TEST(ProtocolCodecTest, AbsentFieldsMeanTheModelDefaults) {
   // A Search whose request sets only one input vector: every other member takes the defaults of

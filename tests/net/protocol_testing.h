@@ -14,7 +14,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "flatbuffers/flatbuffers.h"
 #include "net/protocol.h"
+#include "schema/protocol_generated.h"
 #include "schema/types.h"
 
 namespace rosetta::net::testing {
@@ -213,6 +215,21 @@ inline std::string Canon(const Message& m) {
     }
   };
   return std::visit(Visitor{}, m);
+}
+
+// Builds a frame body with the generated builders directly (as a client in another language
+// would, or an attacker), for frames EncodeFrame would never produce. `build_body(fbb)` returns
+// the body's offset.
+template <class F>
+std::string RawFrame(uint64_t request_id, wire::Message type, F&& build_body) {
+  flatbuffers::FlatBufferBuilder fbb;
+  flatbuffers::Offset<void> body = build_body(fbb);
+  wire::FrameBuilder b(fbb);
+  b.add_request_id(request_id);
+  b.add_body_type(type);
+  if (!body.IsNull()) b.add_body(body);
+  fbb.Finish(b.Finish(), kFileIdentifier);
+  return std::string(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize());
 }
 
 // ---------------------------------------------------------------------------------------------
