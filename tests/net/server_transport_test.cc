@@ -633,6 +633,21 @@ TEST_F(ServerTest, ReplyWithCloseAfterIsWrittenThenClosed) {
   ExpectFreshClientServed();
 }
 
+TEST_F(ServerTest, SlowSessionCallDoesNotStallOtherConnections) {
+  StartServer(TestOptions());  // 2 workers.
+  auto slow = Connect();
+  ASSERT_NE(slow, nullptr);
+  ASSERT_TRUE(slow->SendFrame("block"));
+  ASSERT_TRUE(WaitFor([&] { return factory_.blocked() == 1; }));
+  // Pipelined behind the blocked frame on the same connection: waits its turn.
+  ASSERT_TRUE(slow->SendFrame("queued"));
+  for (int i = 0; i < 3; ++i) ExpectFreshClientServed();
+  EXPECT_FALSE(slow->Readable());
+  factory_.OpenGate();
+  EXPECT_EQ(slow->ReadFrame(), std::optional<std::string>("unblocked:5"));
+  EXPECT_EQ(slow->ReadFrame(), std::optional<std::string>("echo:queued"));
+}
+
 TEST_F(ServerTest, ThirtyTwoConcurrentConnections) {
   ServerOptions o = TestOptions();
   o.io_threads = 2;
@@ -700,6 +715,30 @@ TEST_F(ServerTest, GracefulStopFinishesAnInFlightFrame) {
   EXPECT_TRUE(busy->ReadsEof());
   ASSERT_EQ(stopped.wait_for(std::chrono::seconds(20)), std::future_status::ready);
   server_->Wait();  // returns at once after Stop.
+}
+
+TEST_F(ServerTest, GracefulStopFinishesAFrameWaitingForBudget) {
+  ServerOptions o = TestOptions();
+  o.inflight_budget_bytes = 100;
+  o.stop_grace = milliseconds(60'000);
+  StartServer(o);
+  auto c1 = Connect();
+  auto c2 = Connect();
+  ASSERT_NE(c1, nullptr);
+  ASSERT_NE(c2, nullptr);
+  ASSERT_TRUE(c1->SendFrame("block" + std::string(55, '.')));
+  ASSERT_TRUE(WaitFor([&] { return factory_.blocked() == 1; }));
+  ASSERT_TRUE(c2->SendFrame(std::string(60, 'w')));
+  ASSERT_TRUE(WaitFor([&] { return server_->stats().budget_waiters == 1; }));
+  auto stopped = std::async(std::launch::async, [&] { server_->Stop(); });
+  EXPECT_TRUE(WaitFor([&] { return TestClient::Connect(port_) == nullptr; }));
+  factory_.OpenGate();
+  // Both frames had started before Stop: both are answered, then the connections close.
+  EXPECT_EQ(c1->ReadFrame(), std::optional<std::string>("unblocked:60"));
+  EXPECT_EQ(c2->ReadFrame(), std::optional<std::string>("echo:" + std::string(60, 'w')));
+  EXPECT_TRUE(c1->ReadsEof());
+  EXPECT_TRUE(c2->ReadsEof());
+  ASSERT_EQ(stopped.wait_for(std::chrono::seconds(20)), std::future_status::ready);
 }
 
 TEST_F(ServerTest, StopClosesAStalledFrameAfterTheGrace) {
