@@ -62,9 +62,11 @@ inline constexpr char kFileIdentifier[] = "RSTA";
 // Bytes of the length prefix.
 inline constexpr size_t kFrameHeaderBytes = 4;
 
-// The default largest frame body a server accepts and sends: 512 MiB. One atomic import batch of
-// 65536 rows fits up to 2047 components per row (65536 x 2047 x 4 bytes + overhead).
-inline constexpr size_t kDefaultMaxFrameBytes = size_t{512} << 20;
+// The default largest frame body a server accepts and sends: 256 MiB (the same default as
+// net/server.h ServerOptions::max_frame_bytes). One atomic import batch of the CLI's 65536 rows
+// fits up to 1023 components per row (65536 x 1023 x 4 bytes + overhead); larger rows need
+// smaller batches or a larger limit.
+inline constexpr size_t kDefaultMaxFrameBytes = size_t{256} << 20;
 
 // The cap on frame bodies before Hello completes: 4 KiB (a Hello with the longest token fits).
 inline constexpr size_t kMaxPreHelloFrameBytes = 4096;

@@ -266,7 +266,7 @@ TEST(ProtocolCodecTest, FrameLengthLimits) {
                 "frame of 1001 bytes exceeds the limit of 1000 bytes");
   EXPECT_STATUS(CheckFrameLength(0xffffffffu, kDefaultMaxFrameBytes),
                 absl::StatusCode::kResourceExhausted,
-                "frame of 4294967295 bytes exceeds the limit of 536870912 bytes");
+                "frame of 4294967295 bytes exceeds the limit of 268435456 bytes");
   // The limit itself never exceeds the format's ceiling.
   EXPECT_STATUS(CheckFrameLength(0xffffffffu, SIZE_MAX), absl::StatusCode::kResourceExhausted,
                 absl::StrCat("exceeds the limit of ", kMaxFrameBytesCeiling, " bytes"));

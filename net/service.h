@@ -1,0 +1,78 @@
+// The server side of the wire protocol: a SessionFactory (net/session.h) whose sessions decode
+// request frames, authenticate, dispatch each request to a Client and encode the replies.
+//
+// The Client is normally the EmbeddedClient of the server's data directory, so a request served
+// over the wire has exactly the embedded semantics: the same validation, the same errors (code
+// and message), the same results. The service adds only what a network needs:
+//
+// Session lifecycle (one Session per connection; the transport serialises calls per session):
+//   1. Before Hello, the only acceptable frame is a valid Hello. Anything else is answered with
+//      an Error frame and the connection is closed (Reply::close_after):
+//        - another message:      FAILED_PRECONDITION `expected Hello as the first message, got
+//                                Upsert`
+//        - another version:      FAILED_PRECONDITION `protocol version mismatch: the client speaks
+//                                version 2, this server speaks version 1`
+//        - no / unknown token:   UNAUTHENTICATED `this server requires a token` /
+//                                UNAUTHENTICATED `invalid token`
+//        - any decode error (malformed or semantic), with its message.
+//      A valid Hello gets a HelloReply (server version, protocol version, kernel backend, the data
+//      directory for admin sessions only, the number of collections, max_frame_bytes, the role).
+//   2. After Hello, each request frame gets exactly one reply frame echoing its request_id:
+//        - a malformed frame (net/protocol.h DecodeFailure::malformed): Error, then close;
+//        - a semantic decode error: Error, connection kept;
+//        - a second Hello: FAILED_PRECONDITION `Hello was already completed on this connection`;
+//        - a reply message sent as a request: INVALID_ARGUMENT `Ok is a reply, not a request`;
+//        - a request the session's role may not make: PERMISSION_DENIED (net/auth.h), checked
+//          before the request touches anything, so it reveals nothing about collections;
+//        - otherwise the Client's result (or its error, code and message unchanged);
+//        - a reply that would exceed max_frame_bytes: RESOURCE_EXHAUSTED `reply too large: ...`.
+//   OnFrame never throws; an exception escaping the Client (a bug) or an allocation failure is
+//   answered with INTERNAL and the connection is closed.
+//
+// Thread safety: the factory may be used from any number of threads (NewSession, ErrorFrame);
+// a Session is used by one thread at a time. The Client must be thread-safe (EmbeddedClient is).
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "net/auth.h"
+#include "net/client.h"
+#include "net/protocol.h"
+#include "net/session.h"
+
+namespace rosetta::net {
+
+struct ServiceOptions {
+  // The largest frame body a reply may have; reported to clients in HelloReply as the largest
+  // request they may send. Must equal the transport's ServerOptions::max_frame_bytes (which
+  // enforces it on requests). Capped at kMaxFrameBytesCeiling. Default: kDefaultMaxFrameBytes.
+  size_t max_frame_bytes = kDefaultMaxFrameBytes;
+  // Verifier limits and decode budget (defaults: net/protocol.h DecodeOptions).
+  DecodeOptions decode;
+};
+
+class ServiceFactory final : public SessionFactory {
+ public:
+  // `client` is borrowed: it must outlive the factory and every session. `info` supplies the
+  // HelloReply's server version, kernel backend and data directory (typically client->Info()).
+  ServiceFactory(Client* client, AuthConfig auth, ServerInfo info, ServiceOptions options = {});
+
+  std::unique_ptr<Session> NewSession(const std::string& peer) override;
+
+  // An Error frame with request id 0 carrying `status`.
+  std::string ErrorFrame(const absl::Status& status) override;
+
+  const AuthConfig& auth() const { return auth_; }
+
+ private:
+  friend class ServiceSession;
+  Client* const client_;
+  const AuthConfig auth_;
+  const ServerInfo info_;
+  const ServiceOptions options_;
+};
+
+}  // namespace rosetta::net
