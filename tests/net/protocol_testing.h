@@ -16,6 +16,8 @@
 #include "absl/strings/str_join.h"
 #include "flatbuffers/flatbuffers.h"
 #include "net/protocol.h"
+#include "net/remote_client.h"
+#include "net/session.h"
 #include "schema/protocol_generated.h"
 #include "schema/types.h"
 
@@ -231,6 +233,29 @@ std::string RawFrame(uint64_t request_id, wire::Message type, F&& build_body) {
   fbb.Finish(b.Finish(), kFileIdentifier);
   return std::string(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize());
 }
+
+// A FrameTransport that hands each request straight to a Session (no sockets), as the server's
+// transport would, and honours Reply::close_after like it.
+class SessionTransport final : public FrameTransport {
+ public:
+  explicit SessionTransport(std::unique_ptr<Session> session) : session_(std::move(session)) {}
+
+  absl::StatusOr<std::string> RoundTrip(std::string_view request, size_t max_reply_bytes) override {
+    if (closed_) return absl::UnavailableError("the server closed the connection (session)");
+    Reply reply = session_->OnFrame(request);
+    closed_ = reply.close_after;
+    if (reply.body.size() > max_reply_bytes) {
+      closed_ = true;
+      return absl::InternalError("reply over the client's limit");
+    }
+    return std::move(reply.body);
+  }
+  std::string name() const override { return "session"; }
+
+ private:
+  std::unique_ptr<Session> session_;
+  bool closed_ = false;
+};
 
 // ---------------------------------------------------------------------------------------------
 // Sample values (every optional member and every alternative somewhere)
