@@ -15,6 +15,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "flatbuffers/flatbuffers.h"
+#include "net/client.h"
 #include "net/protocol.h"
 #include "net/remote_client.h"
 #include "net/session.h"
@@ -449,6 +450,111 @@ inline std::vector<Message> AllSampleMessages(const std::vector<float>& import_d
   out.push_back(msg::Error{absl::StatusCode::kNotFound, "collection \"x\" not found"});
   out.push_back(msg::Error{absl::StatusCode::kInvalidArgument, ""});
   return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// A script of every Client operation
+// ---------------------------------------------------------------------------------------------
+
+// Runs a fixed script of every operation, successes and failures, and returns a transcript:
+// one line per call with the canonical result or the error (code and message).
+inline std::vector<std::string> ScriptTranscript(Client& c) {
+  std::vector<std::string> t;
+  auto status = [&](const absl::Status& s) {
+    t.push_back(s.ok() ? "ok" : absl::StrCat("error: ", s.ToString()));
+  };
+  auto result = [&](const auto& r) {
+    if (!r.ok()) {
+      status(r.status());
+    } else {
+      t.push_back(Canon(Message(*r)));
+    }
+  };
+  auto search = [&](const std::string& collection, std::vector<SearchRequest> requests) {
+    absl::StatusOr<std::vector<SearchResponse>> r = c.Search(collection, std::move(requests));
+    if (!r.ok()) return status(r.status());
+    for (SearchResponse& response : *r) response.took_us = 0;  // wall time differs.
+    t.push_back(Canon(Message(msg::SearchResults{std::move(*r)})));
+  };
+  auto list = [&] {
+    absl::StatusOr<std::vector<std::string>> r = c.ListCollections();
+    if (!r.ok()) return status(r.status());
+    t.push_back(Canon(*r));
+  };
+
+  list();
+  status(c.CreateCollection(testing::SampleSchema()));
+  status(c.CreateCollection(testing::SampleSchema()));  // AlreadyExists.
+  CollectionSchema bad = testing::SampleSchema();
+  bad.name = "bad";
+  bad.spaces["clip"].dim = 0;
+  status(c.CreateCollection(bad));  // InvalidArgument.
+  list();
+
+  result(c.Upsert("photos", testing::SampleRecords()));
+  std::vector<Record> wrong = testing::SampleRecords();
+  wrong[0].vectors["image"].push_back(1.0f);
+  result(c.Upsert("photos", wrong));  // dimension mismatch.
+  result(c.Upsert("ghost", testing::SampleRecords()));  // NotFound.
+
+  std::vector<float> rows = {1, 0, 0, 0, 0, 1, 0, 0, 0.5f, 0.5f, 0.5f, -0.5f};
+  ImportRequest imp;
+  imp.collection = "photos";
+  imp.field = "image";
+  imp.data = rows;
+  imp.rows = 3;
+  imp.dim = 4;
+  imp.id_prefix = "img-";
+  imp.id_offset = 1;
+  imp.provenance = testing::FullProvenance();
+  result(c.Import(imp));
+  ImportRequest bad_dim = imp;
+  bad_dim.rows = 4;
+  bad_dim.dim = 3;
+  result(c.Import(bad_dim));  // wrong dim for the space.
+  ImportRequest bad_field = imp;
+  bad_field.field = "audio";
+  result(c.Import(bad_field));
+  ImportRequest bad_size = imp;
+  bad_size.rows = 2;
+  result(c.Import(bad_size));  // data size mismatch.
+
+  result(c.Get("photos", {"p1", "img-2", "nope", "p2 \xE2\x9C\x93"}, true));
+  result(c.Get("photos", {"p1", "img-2"}, false));
+  result(c.Get("ghost", {"p1"}, false));
+  result(c.Describe("photos"));
+  result(c.Describe("ghost"));
+
+  SearchRequest simple;
+  simple.k = 5;
+  QueryInput in;
+  in.vector = {1, 0.5f, 0, 0};
+  in.space = "clip";
+  in.modality = "text";
+  simple.inputs.push_back(in);
+  SearchRequest wide = testing::SampleSearchRequest();
+  SearchRequest filtered = simple;
+  filtered.filter.predicates.push_back(
+      Predicate{Predicate::Target::kAttribute, "year", FilterOp::kLt, {int64_t{0}}});
+  filtered.normalize = Normalize::kMinMax;
+  filtered.fusion = Fusion::kMax;
+  search("photos", {simple});
+  search("photos", {simple, wide, filtered, simple});
+  SearchRequest invalid = simple;
+  invalid.k = 0;
+  search("photos", {simple, invalid});
+  search("ghost", {simple});
+  search("photos", {});
+
+  result(c.Delete("photos", {"p1", "zz", "p1"}));
+  result(c.Delete("ghost", {"p1"}));
+  search("photos", {simple});
+  result(c.Describe("photos"));
+
+  status(c.DropCollection("photos"));
+  status(c.DropCollection("photos"));
+  list();
+  return t;
 }
 
 }  // namespace rosetta::net::testing

@@ -1,0 +1,313 @@
+// The remote client over a real loopback socket: a Server (net/server.h) on port 0 serving the
+// protocol service (net/service.h) over an embedded database, and ConnectRemoteClient doing
+// every operation, checked against the embedded client; plus the connection-level errors
+// (refused, unauthenticated, too many connections, timeouts, a stopped server, size limits).
+#include "net/remote_client.h"
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "net/embedded_client.h"
+#include "net/server.h"
+#include "net/service.h"
+#include "tests/net/protocol_testing.h"
+#include "tests/testing/testing.h"
+
+namespace rosetta::net {
+namespace {
+
+using ::rosetta::testing::TempDir;
+using ::testing::AnyOf;
+using ::testing::HasSubstr;
+using std::chrono::milliseconds;
+
+constexpr char kReadToken[] = "read-token-0123456789";
+constexpr char kAdminToken[] = "admin-token-0123456789";
+
+// Delegates to an inner client; Describe sleeps first (to provoke client timeouts).
+class SlowDescribeClient final : public Client {
+ public:
+  SlowDescribeClient(Client* inner, milliseconds delay) : inner_(inner), delay_(delay) {}
+  absl::StatusOr<ServerInfo> Info() override { return inner_->Info(); }
+  absl::Status CreateCollection(const CollectionSchema& s) override {
+    return inner_->CreateCollection(s);
+  }
+  absl::StatusOr<std::vector<std::string>> ListCollections() override {
+    return inner_->ListCollections();
+  }
+  absl::StatusOr<CollectionInfo> Describe(const std::string& c) override {
+    std::this_thread::sleep_for(delay_);
+    return inner_->Describe(c);
+  }
+  absl::Status DropCollection(const std::string& c) override { return inner_->DropCollection(c); }
+  absl::StatusOr<WriteResult> Upsert(const std::string& c, std::vector<Record> r) override {
+    return inner_->Upsert(c, std::move(r));
+  }
+  absl::StatusOr<WriteResult> Import(const ImportRequest& r) override { return inner_->Import(r); }
+  absl::StatusOr<GetResult> Get(const std::string& c, const std::vector<std::string>& ids,
+                                bool v) override {
+    return inner_->Get(c, ids, v);
+  }
+  absl::StatusOr<WriteResult> Delete(const std::string& c,
+                                     const std::vector<std::string>& ids) override {
+    return inner_->Delete(c, ids);
+  }
+  absl::StatusOr<std::vector<SearchResponse>> Search(const std::string& c,
+                                                     std::vector<SearchRequest> r) override {
+    return inner_->Search(c, std::move(r));
+  }
+
+ private:
+  Client* inner_;
+  milliseconds delay_;
+};
+
+class RemoteClientTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto c = OpenEmbeddedClient((tmp_.path() / "server").string(), {});
+    ASSERT_TRUE(c.ok()) << c.status();
+    backend_ = std::move(*c);
+  }
+  void TearDown() override {
+    if (server_) server_->Stop();
+  }
+
+  ServerOptions Options() {
+    ServerOptions o;
+    o.host = "127.0.0.1";
+    o.port = 0;
+    o.io_threads = 1;
+    o.worker_threads = 4;
+    o.close_linger = milliseconds(200);
+    o.stop_grace = milliseconds(2'000);
+    o.log = [](std::string_view) {};
+    return o;
+  }
+
+  // Starts a server over `client` (default: the backend) with `auth`.
+  void Start(AuthConfig auth = {}, std::optional<ServerOptions> server_options = std::nullopt,
+             Client* client = nullptr) {
+    ServerOptions options = server_options ? *server_options : Options();
+    options.auth_configured = !auth.open();
+    ServiceOptions service;
+    service.max_frame_bytes = options.max_frame_bytes;
+    ASSERT_OK_AND_ASSIGN(ServerInfo info, backend_->Info());
+    factory_ = std::make_unique<ServiceFactory>(client != nullptr ? client : backend_.get(),
+                                                std::move(auth), info, service);
+    auto server = Server::Start(options, factory_.get());
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+    port_ = server_->endpoint().port;
+  }
+
+  absl::StatusOr<std::unique_ptr<Client>> Connect(const std::string& token = "",
+                                                  RemoteClientOptions options = {}) {
+    return ConnectRemoteClient("127.0.0.1", port_, token, options);
+  }
+
+  TempDir tmp_;
+  std::unique_ptr<Client> backend_;
+  std::unique_ptr<ServiceFactory> factory_;
+  std::unique_ptr<Server> server_;
+  uint16_t port_ = 0;
+};
+
+TEST_F(RemoteClientTest, EveryOperationEqualsTheEmbeddedClient) {
+  Start();
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> remote, Connect());
+  auto c = OpenEmbeddedClient((tmp_.path() / "embedded").string(), {});
+  ASSERT_TRUE(c.ok()) << c.status();
+  const std::vector<std::string> want = testing::ScriptTranscript(**c);
+  const std::vector<std::string> got = testing::ScriptTranscript(*remote);
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(got[i], want[i]) << "script step " << i;
+
+  ASSERT_OK_AND_ASSIGN(ServerInfo info, remote->Info());
+  ASSERT_OK_AND_ASSIGN(ServerInfo embedded_info, backend_->Info());
+  EXPECT_EQ(info.mode, "server");
+  EXPECT_EQ(info.version, kRosettaVersion);
+  EXPECT_EQ(info.kernel_backend, embedded_info.kernel_backend);
+  EXPECT_EQ(info.data_dir, embedded_info.data_dir);  // open server: admin.
+}
+
+TEST_F(RemoteClientTest, LargeImportAndVectorsTravelExactly) {
+  Start();
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> remote, Connect());
+  CollectionSchema schema;
+  schema.name = "big";
+  schema.spaces["s"] = Space{"s", 256, Metric::kIp, ""};
+  schema.fields["f"] = Field{"f", "s", "image", 1.0f};
+  ASSERT_OK(remote->CreateCollection(schema));
+  const size_t rows = 4096, dim = 256;  // a 4 MiB frame.
+  std::vector<float> data = rosetta::testing::RandomVectors(rows, dim, 5);
+  ImportRequest imp;
+  imp.collection = "big";
+  imp.field = "f";
+  imp.data = data;
+  imp.rows = rows;
+  imp.dim = dim;
+  imp.id_prefix = "r";
+  ASSERT_OK_AND_ASSIGN(WriteResult w, remote->Import(imp));
+  EXPECT_EQ(w.written, static_cast<int64_t>(rows));
+  EXPECT_EQ(w.created, static_cast<int64_t>(rows));
+  ASSERT_OK_AND_ASSIGN(GetResult g, remote->Get("big", {"r0", "r4095"}, true));
+  ASSERT_EQ(g.records.size(), 2u);
+  EXPECT_EQ(g.records[0].vectors.at("f"), std::vector<float>(data.begin(), data.begin() + dim));
+  EXPECT_EQ(g.records[1].vectors.at("f"), std::vector<float>(data.end() - dim, data.end()));
+}
+
+TEST_F(RemoteClientTest, ConcurrentCallsOnOneClientAndManyClients) {
+  Start();
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> shared, Connect());
+  ASSERT_OK(shared->CreateCollection(testing::SampleSchema()));
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      std::unique_ptr<Client> own;
+      if (t % 2 == 1) {
+        auto c = Connect();
+        if (!c.ok()) {
+          ++failures;
+          return;
+        }
+        own = std::move(*c);
+      }
+      Client& c = own ? *own : *shared;
+      for (int i = 0; i < 20; ++i) {
+        Record r;
+        r.id = absl::StrCat("t", t, "-", i);
+        r.vectors["image"] = {1.0f + t, 2, 3, 4};
+        if (!c.Upsert("photos", {r}).ok()) ++failures;
+        SearchRequest q;
+        QueryInput in;
+        in.vector = {1, 0, 0, 0};
+        in.space = "clip";
+        q.inputs.push_back(in);
+        if (!c.Search("photos", {q}).ok()) ++failures;
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
+  ASSERT_OK_AND_ASSIGN(CollectionInfo info, shared->Describe("photos"));
+  EXPECT_EQ(info.records, 8 * 20);
+}
+
+TEST_F(RemoteClientTest, TokensAndRoles) {
+  AuthConfig auth;
+  ASSERT_OK(auth.Add(Role::kRead, kReadToken));
+  ASSERT_OK(auth.Add(Role::kAdmin, kAdminToken));
+  Start(std::move(auth));
+  EXPECT_EQ(Connect("").status(), absl::UnauthenticatedError("this server requires a token"));
+  EXPECT_EQ(Connect("nope").status(), absl::UnauthenticatedError("invalid token"));
+  EXPECT_EQ(Connect(std::string(kAdminToken).substr(0, 8)).status(),
+            absl::UnauthenticatedError("invalid token"));
+  EXPECT_STATUS(Connect(std::string(kMaxTokenBytes + 1, 't')), absl::StatusCode::kInvalidArgument,
+                "token of 1025 bytes; at most 1024");
+
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> admin, Connect(kAdminToken));
+  ASSERT_OK(admin->CreateCollection(testing::SampleSchema()));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> reader, Connect(kReadToken));
+  ASSERT_OK_AND_ASSIGN(ServerInfo info, reader->Info());
+  EXPECT_EQ(info.data_dir, "");  // only admins see the server's directory.
+  ASSERT_OK_AND_ASSIGN(auto names, reader->ListCollections());
+  EXPECT_EQ(names, std::vector<std::string>{"photos"});
+  // Denied the same way for an existing and a missing collection; the connection stays usable.
+  const absl::Status denied =
+      absl::PermissionDeniedError("token role \"read\" may not upsert (requires write)");
+  EXPECT_EQ(reader->Upsert("photos", testing::SampleRecords()).status(), denied);
+  EXPECT_EQ(reader->Upsert("ghost", testing::SampleRecords()).status(), denied);
+  EXPECT_EQ(reader->DropCollection("photos"),
+            absl::PermissionDeniedError(
+                "token role \"read\" may not drop-collection (requires admin)"));
+  ASSERT_OK_AND_ASSIGN(CollectionInfo described, reader->Describe("photos"));
+  EXPECT_EQ(described.records, 0);
+}
+
+TEST_F(RemoteClientTest, ConnectionRefused) {
+  Start();
+  const uint16_t port = port_;
+  server_->Stop();
+  server_.reset();
+  absl::StatusOr<std::unique_ptr<Client>> c = ConnectRemoteClient("127.0.0.1", port, "");
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kUnavailable) << c.status();
+  EXPECT_THAT(std::string(c.status().message()),
+              HasSubstr(absl::StrCat("cannot connect to 127.0.0.1:", port, ": ")));
+  EXPECT_STATUS(ConnectRemoteClient("", port, ""), absl::StatusCode::kInvalidArgument,
+                "server address: empty host");
+}
+
+TEST_F(RemoteClientTest, TooManyConnectionsIsTheServersError) {
+  ServerOptions o = Options();
+  o.max_connections = 1;
+  Start({}, o);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> first, Connect());
+  absl::StatusOr<std::unique_ptr<Client>> second = Connect();
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kResourceExhausted) << second.status();
+  EXPECT_THAT(std::string(second.status().message()), HasSubstr("too many connections"));
+  EXPECT_OK(first->ListCollections());
+}
+
+TEST_F(RemoteClientTest, RequestsOverTheServersLimitAreRefusedBeforeSending) {
+  ServerOptions o = Options();
+  o.max_frame_bytes = 64 << 10;
+  Start({}, o);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> remote, Connect());
+  ASSERT_OK(remote->CreateCollection(testing::SampleSchema()));
+  std::vector<Record> records(100);
+  for (size_t i = 0; i < records.size(); ++i) {
+    records[i].id = absl::StrCat("r", i);
+    records[i].attributes["lang"] = std::string(1000, 'x');
+  }
+  EXPECT_STATUS(remote->Upsert("photos", records), absl::StatusCode::kResourceExhausted,
+                "exceeds the maximum frame size of 65536 bytes");
+  EXPECT_OK(remote->ListCollections());  // nothing was sent: the connection is fine.
+}
+
+TEST_F(RemoteClientTest, ACallTimeoutClosesTheConnection) {
+  SlowDescribeClient slow(backend_.get(), milliseconds(2'000));
+  Start({}, Options(), &slow);
+  RemoteClientOptions options;
+  options.timeout = milliseconds(200);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> remote, Connect("", options));
+  ASSERT_OK(remote->CreateCollection(testing::SampleSchema()));
+  EXPECT_STATUS(remote->Describe("photos"), absl::StatusCode::kDeadlineExceeded,
+                absl::StrCat("no reply from 127.0.0.1:", port_, " within 200 ms"));
+  // The late reply could not be matched any more: the connection is closed for good.
+  EXPECT_STATUS(remote->ListCollections(), absl::StatusCode::kUnavailable,
+                absl::StrCat("the connection to 127.0.0.1:", port_,
+                             " is closed (after: DEADLINE_EXCEEDED: no reply"));
+  // A fresh client is served.
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> fresh, Connect());
+  EXPECT_OK(fresh->ListCollections());
+  // Stop (waiting for the slow call) before `slow` goes out of scope.
+  server_->Stop();
+  server_.reset();
+}
+
+TEST_F(RemoteClientTest, AStoppedServerIsReported) {
+  Start();
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> remote, Connect());
+  EXPECT_OK(remote->ListCollections());
+  server_->Stop();
+  server_.reset();
+  absl::StatusOr<std::vector<std::string>> r = remote->ListCollections();
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
+  EXPECT_THAT(std::string(r.status().message()),
+              AnyOf(HasSubstr("the server closed the connection (127.0.0.1:"),
+                    HasSubstr("connection to 127.0.0.1:")));
+  r = remote->ListCollections();
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("is closed (after: UNAVAILABLE"));
+}
+
+}  // namespace
+}  // namespace rosetta::net
