@@ -240,6 +240,56 @@ TEST(ProtocolCodecTest, AbsentFieldsMeanTheModelDefaults) {
   EXPECT_TRUE(schema.attributes.empty());
 }
 
+std::string FromHex(std::string_view hex) {
+  std::string out;
+  for (size_t i = 0; i + 1 < hex.size(); i += 2) {
+    out.push_back(static_cast<char>(std::stoi(std::string(hex.substr(i, 2)), nullptr, 16)));
+  }
+  return out;
+}
+
+// Frames built by an independent encoder: `flatc -b schema/protocol.fbs frame.json` from the
+// JSON shown (flatc lays tables out differently from our builder). What a client in another
+// language sends must decode the same.
+TEST(ProtocolCodecTest, FramesBuiltByFlatcDecode) {
+  // {"request_id": 1, "body_type": "Hello",
+  //  "body": {"protocol_version": 1, "token": "tok", "client": "py"}}
+  ASSERT_OK_AND_ASSIGN(
+      Frame hello,
+      DecodeFrame(FromHex("140000005253544100000a001a000c00070008000a000000000000011c00000001000000"
+                          "000000000000000000000a001000040008000c000a0000000100000010000000040000"
+                          "00020000007079000003000000746f6b00")));
+  EXPECT_EQ(hello.request_id, 1u);
+  EXPECT_EQ(Canon(hello.message), Canon(msg::Hello{1, "tok", "py"}));
+  // {"request_id": 3, "body_type": "Search", "body": {"collection": "photos", "requests": [
+  //   {"k": 2, "inputs": [{"vector": [0.5, -1.0], "space": "clip",
+  //                        "fields": [{"value": "image"}]}],
+  //    "filter": {"predicates": [{"key": "year", "op": "Gte",
+  //                               "values": [{"type": "Int", "int_value": 2020}]}]}}]}}
+  ASSERT_OK_AND_ASSIGN(
+      Frame search,
+      DecodeFrame(FromHex(
+          "140000005253544100000a0014000c00070008000a0000000000000b14000000030000000000000008000c"
+          "000400080008000000f00000000400000001000000180000000000120010000400080000000000000000"
+          "000c001200000002000000640000000400000076ffffff0400000001000000100000000c001000000008"
+          "0007000c000c000000000000042c00000004000000010000001000000000000a001000070000000800"
+          "0a00000000000001e40700000000000004000000796561720000000001000000100000000c00100004"
+          "00080000000c000c0000003c0000002c00000004000000010000000c000000000006000800040006"
+          "0000000400000005000000696d61676500000004000000636c697000000000020000000000003f00"
+          "0080bf0600000070686f746f730000")));
+  EXPECT_EQ(search.request_id, 3u);
+  SearchRequest want;
+  want.k = 2;
+  QueryInput in;
+  in.vector = {0.5f, -1.0f};
+  in.space = "clip";
+  in.fields = {"image"};
+  want.inputs.push_back(in);
+  want.filter.predicates.push_back(
+      Predicate{Predicate::Target::kAttribute, "year", FilterOp::kGte, {int64_t{2020}}});
+  EXPECT_EQ(Canon(search.message), Canon(msg::Search{"photos", {want}}));
+}
+
 TEST(ProtocolCodecTest, FrameLengthIsLittleEndian) {
   unsigned char b[4];
   EncodeFrameLength(0x01020304u, b);
