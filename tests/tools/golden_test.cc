@@ -12,9 +12,15 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
+#include "engine/database.h"
 #include "gtest/gtest.h"
+#include "net/auth.h"
+#include "net/embedded_client.h"
+#include "net/server.h"
+#include "net/service.h"
 #include "nlohmann/json.hpp"
 #include "tests/testing/testing.h"
 #include "tests/tools/cli_harness.h"
@@ -280,17 +286,70 @@ std::vector<std::string> GoldenFiles() {
   return names;
 }
 
-class GoldenTest : public ::testing::TestWithParam<std::string> {};
+// Each golden file runs twice: against the embedded engine (`--data`), and through a rosettad
+// server on loopback (`--server`), with the same expectations: the two modes must print the same
+// output. Cases that name their own --data, --server or --sync are about embedded mode itself
+// and run only there.
+enum class Mode { kEmbedded, kServer };
+
+// A server on 127.0.0.1 (a free port) serving an embedded client on `data_dir`, as rosettad does.
+class LoopbackServer {
+ public:
+  explicit LoopbackServer(const std::string& data_dir) {
+    absl::StatusOr<std::unique_ptr<Client>> backend =
+        OpenEmbeddedClient(data_dir, engine::DatabaseOptions{});
+    if (!backend.ok()) {
+      status_ = backend.status();
+      return;
+    }
+    backend_ = std::move(*backend);
+    absl::StatusOr<ServerInfo> info = backend_->Info();
+    if (!info.ok()) {
+      status_ = info.status();
+      return;
+    }
+    factory_ = std::make_unique<net::ServiceFactory>(backend_.get(), net::AuthConfig{}, *info);
+    net::ServerOptions options;
+    options.port = 0;
+    options.worker_threads = 2;
+    options.log = [](std::string_view) {};
+    absl::StatusOr<std::unique_ptr<net::Server>> server = net::Server::Start(options, factory_.get());
+    if (!server.ok()) {
+      status_ = server.status();
+      return;
+    }
+    server_ = std::move(*server);
+  }
+  ~LoopbackServer() {
+    if (server_) server_->Stop();
+  }
+  const absl::Status& status() const { return status_; }
+  std::string address() const { return server_->endpoint().ToString(); }
+
+ private:
+  absl::Status status_;
+  std::unique_ptr<Client> backend_;
+  std::unique_ptr<net::ServiceFactory> factory_;
+  std::unique_ptr<net::Server> server_;
+};
+
+class GoldenTest : public ::testing::TestWithParam<std::tuple<std::string, Mode>> {};
 
 TEST_P(GoldenTest, Matches) {
-  const std::string path =
-      (fs::path(ROSETTA_SOURCE_DIR) / "tests" / "golden" / GetParam()).string();
+  const auto& [file, mode] = GetParam();
+  const std::string path = (fs::path(ROSETTA_SOURCE_DIR) / "tests" / "golden" / file).string();
   const char* update_env = std::getenv("ROSETTA_UPDATE_GOLDEN");
-  const bool update = update_env != nullptr && std::string(update_env) == "1";
+  const bool update =
+      update_env != nullptr && std::string(update_env) == "1" && mode == Mode::kEmbedded;
   std::vector<Block> blocks = ParseGoldenFile(path);
   ASSERT_FALSE(blocks.empty()) << path << ": no cases";
   TempDir tmp;
   const std::string data_dir = (tmp.path() / "data").string();
+  std::unique_ptr<LoopbackServer> server;
+  if (mode == Mode::kServer) {
+    server = std::make_unique<LoopbackServer>(data_dir);
+    ASSERT_TRUE(server->status().ok()) << server->status();
+  }
   std::ostringstream rewritten;
   int cases = 0;
   for (size_t bi = 0; bi < blocks.size(); ++bi) {
@@ -311,12 +370,23 @@ TEST_P(GoldenTest, Matches) {
     }
     std::vector<std::string> args = SplitCommand(b.command);
     bool has_target = false;
+    bool embedded_only = false;
     for (std::string& a : args) {
       ReplaceAll(a, "$TMP", tmp.str());
       ReplaceAll(a, "$SRC", ROSETTA_SOURCE_DIR);
       has_target |= a == "--data" || a == "--server" || a.rfind("--data=", 0) == 0;
+      embedded_only |= a == "--sync" || a.rfind("--sync=", 0) == 0;
     }
-    if (!has_target) args.insert(args.begin(), {"--data", data_dir});
+    embedded_only |= has_target;
+    if (mode == Mode::kServer) {
+      if (embedded_only) {  // about embedded mode itself; checked in that mode.
+        --cases;
+        continue;
+      }
+      args.insert(args.begin(), {"--server", server->address()});
+    } else if (!has_target) {
+      args.insert(args.begin(), {"--data", data_dir});
+    }
     CliRun run = RunRosetta(args, b.stdin_text.value_or(""));
 
     // Invariants of every run, whatever the golden says.
@@ -375,14 +445,18 @@ TEST_P(GoldenTest, Matches) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Golden, GoldenTest, ::testing::ValuesIn(GoldenFiles()),
-                         [](const ::testing::TestParamInfo<std::string>& info) {
-                           std::string name = info.param.substr(0, info.param.rfind('.'));
-                           for (char& c : name) {
-                             if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
-                           }
-                           return name;
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Golden, GoldenTest,
+    ::testing::Combine(::testing::ValuesIn(GoldenFiles()),
+                       ::testing::Values(Mode::kEmbedded, Mode::kServer)),
+    [](const ::testing::TestParamInfo<std::tuple<std::string, Mode>>& info) {
+      const std::string& file = std::get<0>(info.param);
+      std::string name = file.substr(0, file.rfind('.'));
+      for (char& c : name) {
+        if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+      }
+      return name + (std::get<1>(info.param) == Mode::kServer ? "_server" : "_embedded");
+    });
 
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(GoldenTest);
 

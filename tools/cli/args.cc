@@ -178,7 +178,7 @@ std::string GlobalHelp() {
       "global flags:\n"
       "  --data DIR          work on the database in DIR, in this process (created if missing).\n"
       "                      Default: ./rosetta-data (when --server is not given either).\n"
-      "  --server HOST:PORT  talk to a rosettad server (not available yet).\n"
+      "  --server HOST:PORT  talk to a rosettad server over the wire protocol.\n"
       "  --token T           authentication token for --server.\n"
       "  --json              print exactly one JSON document on stdout per command.\n"
       "  --sync always|none  embedded write durability: fsync the WAL before acknowledging each\n"

@@ -4,8 +4,8 @@
 //
 // Global flags (before the command):
 //   --data DIR          embedded mode on DIR (created if missing). Default: ./rosetta-data.
-//   --server HOST:PORT  talk to a rosettad server (the network client is not built yet: fails
-//                       with UNIMPLEMENTED).
+//   --server HOST:PORT  talk to a rosettad server (net/remote_client.h); output is identical to
+//                       embedded mode.
 //   --token T           authentication token for --server.
 //   --json              print exactly one JSON document on stdout per command.
 //   --sync always|none  embedded write sync policy (storage::SyncPolicy). Default: always.

@@ -49,7 +49,7 @@ struct GlobalOptions {
 };
 
 // The one place where the CLI picks its Client implementation: the embedded engine for --data,
-// the network client for --server (not built yet: Unimplemented).
+// the network client (net/remote_client.h) for --server.
 absl::StatusOr<std::unique_ptr<Client>> OpenClient(const GlobalOptions& options);
 
 // ---------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/database.h"
 #include "net/embedded_client.h"
+#include "net/remote_client.h"
 #include "schema/status_macros.h"
 #include "tools/cli/command.h"
 
@@ -14,8 +15,9 @@ namespace rosetta::cli {
 
 absl::StatusOr<std::unique_ptr<Client>> OpenClient(const GlobalOptions& options) {
   if (!options.server.empty()) {
-    // The remote client plugs in here (and only here): every command talks to Client.
-    return absl::UnimplementedError("--server: the network client is not built yet");
+    // The one place the two modes differ: every command talks to Client.
+    return net::ConnectRemoteClient(options.server_host,
+                                    static_cast<uint16_t>(options.server_port), options.token);
   }
   engine::DatabaseOptions db_options;
   db_options.store.create_if_missing = true;
