@@ -4,6 +4,7 @@
 #include <cstring>
 #include <limits>
 #include <map>
+#include <memory>
 #include <type_traits>
 #include <utility>
 
@@ -993,7 +994,9 @@ constexpr size_t kMapNodeBytes = 48;
 
 class Decoder {
  public:
-  explicit Decoder(size_t budget) : budget_(budget) {}
+  // `view_import_data`: msg::Import may view the frame's floats (the body outlives the message).
+  Decoder(size_t budget, bool view_import_data)
+      : budget_(budget), view_import_data_(view_import_data) {}
 
   bool budget_exceeded() const { return budget_exceeded_; }
 
@@ -1505,7 +1508,7 @@ class Decoder {
         r.rows = static_cast<size_t>(rows);
         r.dim = static_cast<size_t>(dim);
         const uint8_t* bytes = data->Data();
-        if (reinterpret_cast<uintptr_t>(bytes) % alignof(float) == 0) {
+        if (view_import_data_ && reinterpret_cast<uintptr_t>(bytes) % alignof(float) == 0) {
           // Zero copy: the frame body outlives the message (documented in protocol.h).
           r.data = std::span<const float>(reinterpret_cast<const float*>(bytes), n);
         } else {
@@ -1638,6 +1641,7 @@ class Decoder {
 
  private:
   size_t budget_;
+  bool view_import_data_;
   size_t used_ = 0;
   bool budget_exceeded_ = false;
 };
@@ -1788,6 +1792,16 @@ absl::StatusOr<Frame> DecodeFrame(std::string_view body, const DecodeOptions& op
     return malformed(absl::StrCat("body of ", body.size(), " bytes exceeds the ceiling of ",
                                   kMaxFrameBytesCeiling, " bytes"));
   }
+  // FlatBuffers reads scalars in place, aligned relative to the buffer's start (up to 8 bytes
+  // for long/double). A body at a misaligned address is decoded from an aligned copy, so no
+  // misaligned load happens (undefined behaviour); Import data is then copied out of it.
+  std::unique_ptr<uint64_t[]> aligned;
+  const bool misaligned = reinterpret_cast<uintptr_t>(body.data()) % alignof(uint64_t) != 0;
+  if (misaligned) {
+    aligned.reset(new uint64_t[(body.size() + 7) / 8]);
+    std::memcpy(aligned.get(), body.data(), body.size());
+    body = std::string_view(reinterpret_cast<const char*>(aligned.get()), body.size());
+  }
   if (!fb::BufferHasIdentifier(body.data(), kFileIdentifier)) {
     return malformed(absl::StrCat("wrong file identifier \"", Printable(body.substr(4, 4)),
                                   "\" (expected \"", kFileIdentifier, "\")"));
@@ -1821,7 +1835,7 @@ absl::StatusOr<Frame> DecodeFrame(std::string_view body, const DecodeOptions& op
   }
   const size_t budget =
       options.max_decoded_bytes != 0 ? options.max_decoded_bytes : 64 * body.size() + (1 << 20);
-  Decoder decoder(budget);
+  Decoder decoder(budget, /*view_import_data=*/!misaligned);
   Frame out;
   out.request_id = frame->request_id();
   absl::Status s = decoder.Body(frame, &out.message);

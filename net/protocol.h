@@ -242,7 +242,9 @@ struct DecodeFailure {
 };
 
 // Decodes one frame body (without the length prefix). See the top of this file for the checks.
-// On error, fills *failure when given. msg::Import's data may point into `body`.
+// On error, fills *failure when given. When `body` is 8-byte aligned (heap buffers are),
+// msg::Import's data points into it (zero copy: `body` must outlive the message); otherwise the
+// body is decoded from an aligned copy and Import's data is copied into its storage.
 absl::StatusOr<Frame> DecodeFrame(std::string_view body, const DecodeOptions& options = {},
                                   DecodeFailure* failure = nullptr);
 
