@@ -248,9 +248,11 @@ struct DecodeFailure {
 absl::StatusOr<Frame> DecodeFrame(std::string_view body, const DecodeOptions& options = {},
                                   DecodeFailure* failure = nullptr);
 
-// absl::StatusCode <-> wire code (the numeric value, 1 .. 16; 0 is OK and never sent).
+// The wire form of a status code: its absl::StatusCode numeric value (1 .. 16; 0 is OK and is
+// never sent in an Error).
 uint32_t StatusCodeToWire(absl::StatusCode code);
-// std::nullopt-free form: unknown numbers are reported by DecodeFrame as a semantic error.
+// Whether an Error.code received is one of 1 .. 16 (DecodeFrame rejects others as a semantic
+// error naming the number).
 bool IsValidWireStatusCode(uint32_t code);
 
 }  // namespace rosetta::net
