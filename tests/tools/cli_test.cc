@@ -367,6 +367,28 @@ TEST_F(CliTest, ImportSplitsIntoAtomicBatches) {
   EXPECT_EQ(last["records"][1]["vectors"]["loc"], J::parse("[65536.0, 1.0]"));
 }
 
+TEST_F(CliTest, ImportBatchesAreAlsoBoundedInBytes) {
+  // 4096-d vectors: 64 MiB / 16 KiB = 4096 rows per batch, so 4100 rows take two batches (one
+  // 65536-row batch would be 1 GiB, more than a protocol frame may carry).
+  ASSERT_EQ(Run({"create-collection", "--schema", "-"},
+                R"({"name": "wide", "spaces": {"s": {"dim": 4096, "metric": "ip"}},
+                    "fields": {"v": {"space": "s", "modality": "text"}}})")
+                .exit_code,
+            0);
+  const size_t rows = 4100, dim = 4096;
+  Matrix<float> m{rows, dim, std::vector<float>(rows * dim, 0.5f)};
+  for (size_t i = 0; i < rows; ++i) m.data[i * dim] = static_cast<float>(i);
+  ASSERT_OK(WriteNpy(Path("wide.npy"), m));
+  CliRun r = Run({"import", "wide", "--field", "v", "--vectors", Path("wide.npy")});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  J j = ParseOut(r);
+  EXPECT_EQ(j["written"], rows);
+  EXPECT_EQ(j["batches"], 2);
+  J last = ParseOut(Run({"get", "wide", "4099", "--with-vectors"}));
+  ASSERT_EQ(last["records"].size(), 1u);
+  EXPECT_EQ(last["records"][0]["vectors"]["v"][0], 4099.0);
+}
+
 // ---- upsert -----------------------------------------------------------------------------------
 
 TEST_F(CliTest, UpsertLargeFileValidatesEverythingFirst) {

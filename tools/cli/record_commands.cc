@@ -21,6 +21,15 @@ namespace rosetta::cli {
 namespace {
 
 constexpr size_t kBatch = engine::kMaxBatchRecords;
+// An import batch also carries at most this many bytes of vectors, so that one batch fits in one
+// protocol frame in server mode (the default frame limit is 256 MiB) whatever the dimension.
+constexpr size_t kMaxImportBatchBytes = size_t{64} << 20;
+
+// Rows per import batch for vectors of `dim` components: at most kBatch rows and
+// kMaxImportBatchBytes bytes (at least one row).
+size_t ImportBatchRows(size_t dim) {
+  return std::max<size_t>(1, std::min(kBatch, kMaxImportBatchBytes / (dim * sizeof(float))));
+}
 
 // The error of batch `b` (0-based) of `batches`, saying what was written before it.
 absl::Status BatchError(const absl::Status& status, size_t b, size_t batches, size_t first_item,
@@ -168,10 +177,11 @@ absl::Status RunImport(CliContext& ctx, const ParsedArgs& args) {
   }
 
   // 3. Write, in atomic batches.
-  const size_t batches = (m.rows + kBatch - 1) / kBatch;
+  const size_t batch_rows = ImportBatchRows(m.cols);
+  const size_t batches = (m.rows + batch_rows - 1) / batch_rows;
   WriteResult total;
   for (size_t b = 0; b < batches; ++b) {
-    const size_t begin = b * kBatch, end = std::min(m.rows, begin + kBatch);
+    const size_t begin = b * batch_rows, end = std::min(m.rows, begin + batch_rows);
     ImportRequest batch = request;
     batch.data = std::span<const float>(m.row(begin), (end - begin) * m.cols);
     batch.rows = end - begin;
@@ -292,8 +302,8 @@ CommandSpec ImportCommand() {
       "The whole array is read and every row is checked (the field's dimension, finite\n"
       "components, non-zero in a cosine space) before anything is written; an error names the\n"
       "row and nothing is written. The rows are then sent in batches of at most ",
-      kBatch,
-      " rows,\neach batch atomic (all or nothing), in row order.\n"
+      kBatch, " rows\nand ", kMaxImportBatchBytes >> 20,
+      " MiB of vectors, each batch atomic (all or nothing), in row order.\n"
       "--json prints {\"written\": N, \"created\": NEW, \"batches\": B}.\n");
   c.example =
       "  rosetta --data ./db import photos --field image --vectors image_emb.npy --id-prefix p \\\n"
