@@ -50,6 +50,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "schema/status_macros.h"
 
 namespace rosetta::net {
 namespace {
@@ -772,9 +773,10 @@ void ServerOptions::DefaultLog(std::string_view line) {
   std::cerr.flush();
 }
 
-absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options,
-                                                      SessionFactory* factory) {
-  if (factory == nullptr) return absl::InvalidArgumentError("server: no session factory");
+namespace {
+
+// CheckServerOptions, returning the address to bind.
+absl::StatusOr<asio::ip::address> ResolveListenAddress(const ServerOptions& options) {
   if (options.max_connections == 0) {
     return absl::InvalidArgumentError("server: max_connections must be at least 1");
   }
@@ -816,6 +818,22 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
         "or --token-file FILE), or listen on a loopback address such as 127.0.0.1"));
   }
 
+  return address;
+}
+
+}  // namespace
+
+absl::Status CheckServerOptions(const ServerOptions& options) {
+  return ResolveListenAddress(options).status();
+}
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options,
+                                                      SessionFactory* factory) {
+  if (factory == nullptr) return absl::InvalidArgumentError("server: no session factory");
+  ASSIGN_OR_RETURN(const asio::ip::address address, ResolveListenAddress(options));
+  const Endpoint wanted{address.to_string(), options.port};
+
+  ErrorCode ec;
   const size_t hw = std::max<size_t>(1, std::thread::hardware_concurrency());
   const size_t io_count = options.io_threads > 0 ? options.io_threads : (hw <= 4 ? 1 : 2);
   const size_t worker_count = options.worker_threads > 0 ? options.worker_threads : hw;

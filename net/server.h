@@ -139,6 +139,11 @@ struct ServerStats {
   uint64_t inflight_bytes = 0;        // budget bytes held now.
 };
 
+// The checks Server::Start makes before binding (the options' ranges, the host, and the refusal
+// of a non-loopback address without auth), with the same errors. Lets a caller fail before it
+// does anything else (rosettad calls it before opening the data directory).
+absl::Status CheckServerOptions(const ServerOptions& options);
+
 class Server {
  public:
   // Binds, listens and starts serving. `factory` is borrowed and must outlive the Server.

@@ -1,6 +1,6 @@
 // rosettad: the Rosetta database server.
 //
-//   rosettad [--data DIR] [--listen HOST:PORT] [--token [ROLE:]TOKEN]... [--token-file FILE]
+//   rosettad [--data DIR] [--listen HOST:PORT] [--token ROLE:TOKEN]... [--token-file FILE]
 //            [--sync always|none] [--threads N] [--max-connections N] [--max-frame-bytes N]
 //            [--frame-deadline-ms N] [--idle-timeout-ms N] [--help] [--version]
 //
@@ -24,6 +24,7 @@
 #include <cstring>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -52,8 +53,9 @@ Flags:
   --listen HOST:PORT      address to listen on; port 0 picks a free port. Default: 127.0.0.1:7700
                           A non-loopback address requires at least one token (like Redis'
                           protected mode: an open server is reachable only from this machine).
-  --token [ROLE:]TOKEN    accept TOKEN with ROLE (read, write or admin; without a ROLE: prefix,
-                          admin). Repeatable. With no token at all, every client is admin.
+  --token ROLE:TOKEN      accept TOKEN with ROLE (read, write or admin); a TOKEN without ':' and
+                          without a ROLE: prefix is an admin token. Repeatable. With no token
+                          at all, every client is admin.
   --token-file FILE       read tokens from FILE, one "ROLE TOKEN" per line (# comments).
   --sync always|none      durability of acknowledged writes: always = the WAL is fsync'ed before
                           a write is acknowledged (concurrent writers share syncs); none = survive
@@ -180,15 +182,23 @@ absl::Status ParseFlags(int argc, char** argv, Flags* flags, bool* help, bool* v
   return absl::OkStatus();
 }
 
-// "[ROLE:]TOKEN" -> AuthConfig. Errors never include the token.
+// "ROLE:TOKEN", or "TOKEN" without any ':' for an admin token, -> AuthConfig. A token that
+// itself contains ':' needs the role prefix ("admin:a:b"), so that a mistyped role ("reader:x")
+// is an error rather than an admin token. Errors never include the token.
 absl::Status AddTokenFlag(const std::string& flag, net::AuthConfig* auth) {
   net::Role role = net::Role::kAdmin;
   std::string token = flag;
   if (const size_t colon = flag.find(':'); colon != std::string::npos) {
-    if (auto r = net::RoleFromName(std::string_view(flag).substr(0, colon)); r.has_value()) {
-      role = *r;
-      token = flag.substr(colon + 1);
+    const std::string_view role_name = std::string_view(flag).substr(0, colon);
+    std::optional<net::Role> r = net::RoleFromName(role_name);
+    if (!r.has_value()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--token: unknown role \"", Sv(role_name.substr(0, 32)),
+          "\" (expected ROLE:TOKEN with ROLE read, write or admin, or a TOKEN without ':' for "
+          "an admin token)"));
     }
+    role = *r;
+    token = flag.substr(colon + 1);
   }
   absl::Status s = auth->Add(role, std::move(token));
   if (!s.ok()) return absl::Status(s.code(), absl::StrCat("--token: ", s.message()));
@@ -232,6 +242,19 @@ int Run(int argc, char** argv) {
     if (absl::Status s = auth.AddFromFile(f); !s.ok()) return Fail(s);
   }
 
+  net::ServerOptions server_options = flags.server;
+  server_options.host = listen->host;
+  server_options.port = listen->port;
+  server_options.worker_threads = flags.threads;
+  server_options.auth_configured = !auth.open();
+  // Every frame the limits allow must fit the in-flight budget.
+  server_options.inflight_budget_bytes =
+      std::max<size_t>(server_options.inflight_budget_bytes, server_options.max_frame_bytes);
+
+  // Refuse a bad listen address (e.g. non-loopback without tokens) before touching the data
+  // directory.
+  if (absl::Status s = net::CheckServerOptions(server_options); !s.ok()) return Fail(s);
+
   // Block the stop signals in every thread (the engine's, the server's) before any is created;
   // the main thread takes them with sigwait below.
   sigset_t stop_signals;
@@ -251,15 +274,6 @@ int Run(int argc, char** argv) {
   if (!info.ok()) return Fail(info.status());
   absl::StatusOr<std::vector<std::string>> collections = (*client)->ListCollections();
   if (!collections.ok()) return Fail(collections.status());
-
-  net::ServerOptions server_options = flags.server;
-  server_options.host = listen->host;
-  server_options.port = listen->port;
-  server_options.worker_threads = flags.threads;
-  server_options.auth_configured = !auth.open();  // (auth moves into the service below)
-  // Every frame the limits allow must fit the in-flight budget.
-  server_options.inflight_budget_bytes =
-      std::max<size_t>(server_options.inflight_budget_bytes, server_options.max_frame_bytes);
 
   net::ServiceOptions service_options;
   service_options.max_frame_bytes = server_options.max_frame_bytes;
