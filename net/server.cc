@@ -415,6 +415,11 @@ asio::awaitable<void> ServeFrames(std::shared_ptr<Connection> conn) {
   Server::Impl& server = *conn->server;
   const ServerOptions& opt = server.options;
   conn->session = server.factory->NewSession(conn->peer);
+  if (conn->session == nullptr) {
+    server.Log(absl::StrCat(conn->peer, ": the session factory returned no session; closing"));
+    co_await SendErrorAndClose(conn, absl::InternalError("internal error: no session"));
+    co_return;
+  }
   for (;;) {
     if (conn->stop_requested) co_return;
 

@@ -35,6 +35,9 @@
 //   - replies: writing a reply must finish within frame_deadline too (a client that never
 //     reads its replies is cut off, without an error frame since it is not reading).
 //
+// Replies: Reply::body is written as one frame (an empty body with !close_after is written as a
+// zero-length frame); with Reply::close_after the connection is closed after it (see Closing).
+//
 // Closing: after an error frame the transport shuts down its sending side and reads (and drops)
 // what the client still sends for up to close_linger before closing, so the error frame is not
 // destroyed by a TCP reset caused by unread input.

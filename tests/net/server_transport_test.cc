@@ -777,6 +777,8 @@ TEST(ServerStartTest, NonLoopbackWithoutAuthIsRefused) {
     o.port = 0;
     EXPECT_STATUS(Server::Start(o, &factory), absl::StatusCode::kFailedPrecondition,
                   "without authentication");
+    EXPECT_STATUS(CheckServerOptions(o), absl::StatusCode::kFailedPrecondition,
+                  "without authentication");
   }
   // With auth configured the check passes; 192.0.2.1 (TEST-NET-1) is not a local address, so
   // the bind itself fails: proof that the refusal above was the auth check.
@@ -785,6 +787,7 @@ TEST(ServerStartTest, NonLoopbackWithoutAuthIsRefused) {
   o.port = 0;
   o.auth_configured = true;
   EXPECT_STATUS(Server::Start(o, &factory), absl::StatusCode::kUnavailable, "cannot listen on");
+  EXPECT_OK(CheckServerOptions(o));  // binds nothing.
 }
 
 TEST(ServerStartTest, LoopbackAddressesNeedNoAuth) {
