@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds, and loads a small demo collection into ./rosetta-data, then
-# runs one cross-modal query against it in embedded mode (the README's first quick-start command).
+# The README's first quick-start command: installs what is missing, builds, loads a small demo
+# collection into ./rosetta-data (running one explained cross-modal query against it), then
+# starts the server on its defaults (./rosetta-data, 127.0.0.1:7700) in the foreground.
+# Ctrl-C stops it gracefully.
 #
 # The demo is the Flickr8k x TinyCLIP set from ../shared/data when present (real image and
 # caption embeddings), else 1000 synthetic records generated with a fixed seed.
@@ -8,4 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 bash scripts/build.sh
-exec build/tools/rosetta-demo --data "${ROSETTA_DATA:-./rosetta-data}" --shared ../shared/data
+data="${ROSETTA_DATA:-./rosetta-data}"
+build/tools/rosetta-demo --data "$data" --shared ../shared/data --query-out rosetta-demo-query.json
+echo
+exec build/tools/rosettad --data "$data"

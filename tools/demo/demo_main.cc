@@ -1,6 +1,6 @@
 // rosetta-demo: loads a small demo collection and runs one explained cross-modal query.
 //
-//   rosetta-demo [--data DIR] [--shared DIR]
+//   rosetta-demo [--data DIR] [--shared DIR] [--query-out FILE]
 //
 // The README's first quick-start command runs this. It creates collection "photos" in DIR
 // (default ./rosetta-data) unless it exists, from the Flickr8k x TinyCLIP image and caption
@@ -8,7 +8,9 @@
 // from 1000 synthetic records made with a fixed seed. One caption in ten is left out, so the demo
 // shows how a record with a missing modality is ranked. Then it searches with the caption of item
 // 0 (text) against the image and caption fields, through the CLI's own search command, so the
-// output is what `rosetta search` prints.
+// output is what `rosetta search` prints. The query is also written to FILE (default
+// ./rosetta-demo-query.json) so that it can be sent to a server: `rosetta --server
+// 127.0.0.1:7700 search photos --query rosetta-demo-query.json`.
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -126,12 +128,17 @@ absl::Status Load(Client& client, const DemoData& data) {
 int Main(int argc, char** argv) {
   std::string data_dir = "./rosetta-data";
   std::string shared = "../shared/data";
+  std::string query_out = "rosetta-demo-query.json";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if ((a == "--data" || a == "--shared") && i + 1 < argc) {
-      (a == "--data" ? data_dir : shared) = argv[++i];
+    if (a == "--data" && i + 1 < argc) {
+      data_dir = argv[++i];
+    } else if (a == "--shared" && i + 1 < argc) {
+      shared = argv[++i];
+    } else if (a == "--query-out" && i + 1 < argc) {
+      query_out = argv[++i];
     } else {
-      std::cerr << "usage: rosetta-demo [--data DIR] [--shared DIR]\n";
+      std::cerr << "usage: rosetta-demo [--data DIR] [--shared DIR] [--query-out FILE]\n";
       return 2;
     }
   }
@@ -173,11 +180,18 @@ int Main(int argc, char** argv) {
   std::cout << "\nquery: the caption of p0"
             << (data->caption_text.empty() ? "" : " (\"" + data->caption_text[0] + "\")")
             << ", as text, against fields image and caption (calibrated weighted fusion)\n"
-            << "$ rosetta --data " << data_dir << " search photos --query q.json\n\n";
-  std::istringstream query_json(SearchRequestToJson(q).dump());
+            << "$ rosetta --data " << data_dir << " search photos --query " << query_out << "\n\n";
+  const std::string query_text = DumpJson(SearchRequestToJson(q));
+  if (std::ofstream f(query_out); !(f << query_text << "\n")) {
+    std::cerr << "error: cannot write the demo query to " << query_out << "\n";
+    return 1;
+  }
+  std::istringstream query_json(query_text);
   const int rc = cli::RunCli({"--data", data_dir, "search", kCollection, "--query", "-"},
                              query_json, std::cout, std::cerr);
-  std::cout << "\nnext: rosetta --data " << data_dir << " describe photos\n";
+  std::cout << "\nthe query is in " << query_out << "; with rosettad serving " << data_dir
+            << ", in another terminal:\n  rosetta --server 127.0.0.1:7700 search photos --query "
+            << query_out << "\n  rosetta --server 127.0.0.1:7700 describe photos\n";
   return rc;
 }
 
