@@ -475,8 +475,8 @@ absl::Status Verify(Client& client, Shared* sh, Figures* f) {
       if (it == found.end()) {
         if (b.state == BatchState::kAcked) {
           ++f->lost;
-          Problem(f, absl::StrCat("LOST: acknowledged record \"", id, "\" (batch ", bi, " of ",
-                                  b.ids.size(), ") is absent"));
+          Problem(f, absl::StrCat("LOST: acknowledged record \"", id, "\" (batch #", bi, ", ",
+                                  b.ids.size(), " records) is absent"));
         }
         continue;
       }
