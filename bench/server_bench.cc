@@ -2,12 +2,12 @@
 //
 //   server_bench [--rosettad PATH] [--work DIR] [--rows 100000] [--dim 768] [--clusters 100]
 //                [--seed 7] [--queries 1000] [--small-rows 1000] [--ingest-seconds 4]
-//                [--skip-search] [--skip-ingest]
+//                [--server-threads 2] [--skip-search] [--skip-ingest]
 //
 // Part 1, search latency (cosine, k = 10, one query per Search call, default request options:
 // exact, explain, with attributes): the same clustered data set (rows x dim, fixed seed) is
 // loaded into an embedded database in this process and into a `rosettad` child process (the
-// real server binary, --threads 2, over 127.0.0.1). The queries alternate between the two paths
+// real server binary, --threads 2 unless --server-threads, over 127.0.0.1). The queries alternate between the two paths
 // (embedded first for even queries, server first for odd ones) so that both see the same
 // machine load; each call is timed by the client (steady_clock around Client::Search). The
 // results of both paths must be identical (ids and score bits); the bench counts mismatches.
@@ -21,8 +21,10 @@
 // small batches) 4 clients on 4 collections: the engine serialises the writers of one collection
 // including their WAL fsync, while writers of different collections reach the storage layer
 // concurrently, where RocksDB can share one fsync among them. The small-batch configurations
-// are repeated against a `--sync none` server to show what the fsync costs. A raw fdatasync
-// timing of the work directory's disk is printed for reference.
+// are repeated against a `--sync none` server to show what the fsync costs, and run once more
+// without the server (the embedded engine in this process, shared by the threads) to separate
+// the protocol's cost from the engine's and the disk's. A raw fdatasync timing of the work
+// directory's disk is printed for reference.
 //
 // Ids are client-chosen and unique per configuration; every configuration uses a fresh
 // collection, dropped afterwards.
@@ -75,6 +77,7 @@ struct Flags {
   size_t queries = 1000;
   size_t small_rows = 1000;
   double ingest_seconds = 4;
+  int server_threads = 2;  // rosettad --threads (its default is the hardware concurrency)
   bool search = true;
   bool ingest = true;
 };
@@ -148,13 +151,13 @@ void Load(Client& c, const std::string& collection, const std::vector<float>& da
 class Rosettad {
  public:
   Rosettad(const std::string& binary, const std::string& data_dir, const std::string& sync,
-           const std::string& log_path) {
+           int threads, const std::string& log_path) {
     int out[2];
     if (::pipe2(out, O_CLOEXEC) != 0) Die("pipe2");
     const int log_fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (log_fd < 0) Die("cannot open " + log_path);
     std::vector<std::string> args = {binary, "--data",  data_dir, "--listen", "127.0.0.1:0",
-                                     "--sync", sync, "--threads", "2"};
+                                     "--sync", sync, "--threads", std::to_string(threads)};
     std::vector<char*> argv;
     for (std::string& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -341,7 +344,7 @@ void RunSearch(const Flags& f) {
   options.store.sync = rosetta::storage::SyncPolicy::kNone;
   options.search_threads = 2;
   std::unique_ptr<Client> embedded = Check(rosetta::OpenEmbeddedClient(emb_dir, options), "open");
-  Rosettad server(f.rosettad, srv_dir, "none", f.work + "/rosettad-search.log");
+  Rosettad server(f.rosettad, srv_dir, "none", f.server_threads, f.work + "/rosettad-search.log");
   std::printf("server: %s\n", server.banner().c_str());
   std::unique_ptr<Client> remote = Connect(server.port());
 
@@ -402,6 +405,8 @@ struct IngestResult {
   Summary latency;
 };
 
+// port 0: every client thread uses `admin` itself (the embedded client, which is thread-safe);
+// else each opens its own connection to the server on `port`.
 IngestResult RunIngest(Client& admin, uint16_t port, const IngestConfig& cfg,
                        const std::vector<float>& data, size_t rows, size_t dim, double seconds,
                        int config_index) {
@@ -411,7 +416,7 @@ IngestResult RunIngest(Client& admin, uint16_t port, const IngestConfig& cfg,
     Check(admin.CreateCollection(Schema(names.back(), dim)), "create");
   }
   std::vector<std::unique_ptr<Client>> clients;
-  for (int t = 0; t < cfg.clients; ++t) clients.push_back(Connect(port));
+  for (int t = 0; t < cfg.clients && port != 0; ++t) clients.push_back(Connect(port));
   std::atomic<int64_t> vectors{0}, batches{0};
   std::vector<std::vector<double>> lat(cfg.clients);
   std::atomic<bool> go{false};
@@ -419,7 +424,7 @@ IngestResult RunIngest(Client& admin, uint16_t port, const IngestConfig& cfg,
   Clock::time_point start, end;
   for (int t = 0; t < cfg.clients; ++t) {
     threads.emplace_back([&, t] {
-      Client& c = *clients[t];
+      Client& c = port != 0 ? *clients[t] : admin;
       const std::string& collection = names[t % cfg.collections];
       size_t cursor = (static_cast<size_t>(t) * 7919 * cfg.batch) % rows;
       int64_t next_id = 0;
@@ -491,8 +496,9 @@ Summary DiskSync(const std::string& dir) {
 }
 
 void RunIngestAll(const Flags& f) {
-  std::printf("\n## Durable ingest through the protocol (%zu-d cosine, %.0f s per row)\n\n",
-              f.dim, f.ingest_seconds);
+  std::printf("\n## Durable ingest through the protocol (%zu-d cosine, %.0f s per row, "
+              "rosettad --threads %d)\n\n",
+              f.dim, f.ingest_seconds, f.server_threads);
   std::printf("load average before: %s\n", LoadAverage().c_str());
   std::filesystem::create_directories(f.work);
   const Summary disk = DiskSync(f.work);
@@ -517,7 +523,8 @@ void RunIngestAll(const Flags& f) {
   for (const std::string sync : {"always", "none"}) {
     const std::string dir = f.work + "/ingest-" + sync;
     std::filesystem::remove_all(dir);
-    Rosettad server(f.rosettad, dir, sync, f.work + "/rosettad-ingest.log");
+    Rosettad server(f.rosettad, dir, sync, f.server_threads, f.work + "/rosettad-ingest.log");
+    std::fprintf(stderr, "server: %s (--threads %d)\n", server.banner().c_str(), f.server_threads);
     std::unique_ptr<Client> admin = Connect(server.port());
     for (const IngestConfig& cfg : sync == "always" ? always : none) {
       const IngestResult r =
@@ -525,6 +532,29 @@ void RunIngestAll(const Flags& f) {
       std::printf("| %s | %s | %zu | %d | %d | %.0f | %.0f | %s | %s |\n", sync.c_str(),
                   cfg.op == Op::kImport ? "Import" : "Upsert", cfg.batch, cfg.clients,
                   cfg.collections, r.vectors_per_s, r.batches_per_s,
+                  Fmt(r.latency.p50).c_str(), Fmt(r.latency.p99).c_str());
+      std::fflush(stdout);
+    }
+  }
+  // The same small batches without the server: the engine in this process, shared by the
+  // threads. Shows whether the protocol or the engine/storage sets the small-batch rates.
+  for (const std::string sync : {"always", "none"}) {
+    const std::string dir = f.work + "/ingest-embedded-" + sync;
+    std::filesystem::remove_all(dir);
+    rosetta::engine::DatabaseOptions options;
+    options.store.sync = sync == "always" ? rosetta::storage::SyncPolicy::kAlways
+                                          : rosetta::storage::SyncPolicy::kNone;
+    options.search_threads = 2;
+    std::unique_ptr<Client> embedded =
+        Check(rosetta::OpenEmbeddedClient(dir, options), "open " + dir);
+    for (const IngestConfig& cfg : std::vector<IngestConfig>{
+             {Op::kUpsert, 16, 1, 1}, {Op::kUpsert, 16, 4, 4}, {Op::kUpsert, 1, 1, 1},
+             {Op::kUpsert, 1, 4, 1}, {Op::kUpsert, 1, 4, 4}}) {
+      const IngestResult r =
+          RunIngest(*embedded, 0, cfg, data, rows, f.dim, f.ingest_seconds, index++);
+      std::printf("| %s (embedded, no server) | %s | %zu | %d | %d | %.0f | %.0f | %s | %s |\n",
+                  sync.c_str(), cfg.op == Op::kImport ? "Import" : "Upsert", cfg.batch,
+                  cfg.clients, cfg.collections, r.vectors_per_s, r.batches_per_s,
                   Fmt(r.latency.p50).c_str(), Fmt(r.latency.p99).c_str());
       std::fflush(stdout);
     }
@@ -548,6 +578,7 @@ bool ParseFlags(int argc, char** argv, Flags* f) {
     else if (a == "--queries") f->queries = std::stoull(value());
     else if (a == "--small-rows") f->small_rows = std::stoull(value());
     else if (a == "--ingest-seconds") f->ingest_seconds = std::stod(value());
+    else if (a == "--server-threads") f->server_threads = std::stoi(value());
     else if (a == "--skip-search") f->search = false;
     else if (a == "--skip-ingest") f->ingest = false;
     else if (a == "--help" || a == "-h") return false;
@@ -568,7 +599,7 @@ int main(int argc, char** argv) {
     if (!ParseFlags(argc, argv, &f)) {
       std::cout << "usage: server_bench [--rosettad PATH] [--work DIR] [--rows N] [--dim D]\n"
                    "  [--clusters C] [--seed S] [--queries N] [--small-rows N]\n"
-                   "  [--ingest-seconds S] [--skip-search] [--skip-ingest]\n";
+                   "  [--ingest-seconds S] [--server-threads N] [--skip-search] [--skip-ingest]\n";
       return 0;
     }
   } catch (const std::exception& e) {
