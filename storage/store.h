@@ -43,8 +43,9 @@
 // operation and the database path and carries RocksDB's own text.
 //
 // Durability: Commit() returns OK only after the batch is in the WAL; with SyncPolicy::kAlways
-// the WAL is fsync'ed before returning (RocksDB group commit shares one sync among concurrent
-// writers). One Batch is one atomic RocksDB WriteBatch: after a crash it is wholly present or
+// the WAL is fsync'ed before returning (RocksDB's write group can share one sync among writers
+// that commit concurrently; the engine serialises the writers of one collection, so today they
+// do not share: see bench/results/2026-11-25-server). One Batch is one atomic RocksDB WriteBatch: after a crash it is wholly present or
 // wholly absent.
 //
 // Thread safety: a Store may be used from any number of threads concurrently.

@@ -58,7 +58,7 @@ Flags:
                           at all, every client is admin.
   --token-file FILE       read tokens from FILE, one "ROLE TOKEN" per line (# comments).
   --sync always|none      durability of acknowledged writes: always = the WAL is fsync'ed before
-                          a write is acknowledged (concurrent writers share syncs); none = survive
+                          a write is acknowledged (one fsync per write batch); none = survive
                           a process crash but not a power loss. Default: always
   --threads N             threads for engine calls (server workers and the engine's search
                           pool). Default: 0 = the hardware concurrency
