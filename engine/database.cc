@@ -1,6 +1,7 @@
 #include "engine/database.h"
 
 #include <chrono>
+#include <condition_variable>
 #include <map>
 #include <utility>
 
@@ -22,7 +23,19 @@
 namespace rosetta::engine {
 
 // One collection in memory: the resolved schema, its storage id and the growing segment.
-// Writers serialise on write_mu; readers only take segment.snapshot().
+//
+// Writes (group commit). A writer, under write_mu: checks its input against row_of, builds the
+// storage batch, applies the change to the segment's writer state and to row_of, stages an
+// immutable snapshot of the result (not yet visible) and enqueues the batch in the store's
+// commit queue. It then releases write_mu, so the next writer can stage and enqueue while this
+// one waits for the fsync, and the store writes all the batches queued meanwhile with one WAL
+// append and one fsync. Once its batch is durable the writer publishes its staged snapshot
+// (unless a later one is already published: batches become durable in enqueue order), and only
+// then acknowledges. Readers only take segment.snapshot(), so they never see a write that is not
+// durable. Enqueue order equals staging order because both happen under write_mu, so RocksDB
+// applies one collection's batches in the order their effects were staged in memory.
+// A failed commit makes the store read-only (storage/store.h): the staged state of the failed
+// batches (and of those queued behind them) is never published, and every later write fails.
 class Collection {
  public:
   Collection(storage::CollectionMeta meta, std::shared_ptr<const Layout> layout)
@@ -38,8 +51,14 @@ class Collection {
   // see inside the uninstrumented system Abseil, checks the engine's synchronisation).
   std::mutex write_mu;
   bool dropped = false;  // guarded by write_mu.
-  // Current row of every live id. Guarded by write_mu.
+  // Current row of every live id, as staged (including writes not yet durable). Guarded by
+  // write_mu.
   absl::flat_hash_map<std::string, size_t> row_of;
+
+  // Writes enqueued and not yet finished (published or failed); DropCollection waits for zero.
+  std::mutex flight_mu;
+  std::condition_variable flight_cv;
+  int64_t in_flight = 0;  // guarded by flight_mu.
 
  private:
   storage::CollectionMeta meta_;
@@ -82,25 +101,45 @@ struct Database::Impl {
 
   absl::StatusOr<std::shared_ptr<Collection>> Load(const storage::CollectionMeta& meta);
 
-  // After a committed write (or at open): publish, refresh stale calibration, persist it.
-  void FinishWrite(Collection& c);  // c.write_mu held.
+  // Under c.write_mu, after a write's changes were applied to the segment's writer state:
+  // refreshes stale calibration statistics (adding them to `batch`, to be persisted with the
+  // write) and stages the snapshot to publish once the batch is durable.
+  std::shared_ptr<const Snapshot> StageWrite(Collection& c, storage::Batch* batch);
+
+  // Under c.write_mu: enqueues the staged write. The caller must then call AwaitWrite (after
+  // releasing write_mu) if and only if this returns OK.
+  absl::StatusOr<storage::CommitTicket> EnqueueWrite(Collection& c, storage::Batch&& batch);
+  // Without c.write_mu: waits for durability, then publishes `staged`.
+  absl::Status AwaitWrite(Collection& c, const storage::CommitTicket& ticket,
+                          std::shared_ptr<const Snapshot> staged);
 };
 
-void Database::Impl::FinishWrite(Collection& c) {
-  c.segment().Publish();
-  std::shared_ptr<const Snapshot> snap = c.segment().snapshot();
+std::shared_ptr<const Snapshot> Database::Impl::StageWrite(Collection& c, storage::Batch* batch) {
+  std::shared_ptr<const Snapshot> snap = c.segment().Stage();
   std::shared_ptr<const CalibrationSet> fresh =
       RefreshCalibration(c.layout(), *snap, *snap->calibration,
                          options.calibration_refresh_fraction, pool);
-  if (fresh == nullptr) return;
-  storage::Batch batch;
-  batch.PutStat(c.id(), kCalibrationStatKey, EncodeCalibration(*fresh));
-  // The write itself is already durable; if persisting the statistics fails they are still used
-  // in memory, and the next open recomputes what is missing or stale (deterministically).
-  absl::Status s = store->Commit(std::move(batch));
-  (void)s;
+  if (fresh == nullptr) return snap;
+  batch->PutStat(c.id(), kCalibrationStatKey, EncodeCalibration(*fresh));
   c.segment().SetCalibration(std::move(fresh));
-  c.segment().Publish();
+  return c.segment().Stage();
+}
+
+absl::StatusOr<storage::CommitTicket> Database::Impl::EnqueueWrite(Collection& c,
+                                                                    storage::Batch&& batch) {
+  ASSIGN_OR_RETURN(storage::CommitTicket ticket, store->Enqueue(std::move(batch)));
+  std::lock_guard<std::mutex> lock(c.flight_mu);
+  ++c.in_flight;
+  return ticket;
+}
+
+absl::Status Database::Impl::AwaitWrite(Collection& c, const storage::CommitTicket& ticket,
+                                        std::shared_ptr<const Snapshot> staged) {
+  absl::Status s = store->Await(ticket);
+  if (s.ok()) c.segment().Publish(std::move(staged));
+  std::lock_guard<std::mutex> lock(c.flight_mu);
+  if (--c.in_flight == 0) c.flight_cv.notify_all();
+  return s;
 }
 
 absl::StatusOr<std::shared_ptr<Collection>> Database::Impl::Load(
@@ -155,8 +194,12 @@ absl::StatusOr<std::shared_ptr<Collection>> Database::Impl::Load(
     if (!set.ok()) return set.status();
     c->segment().SetCalibration(std::make_shared<const CalibrationSet>(std::move(*set)));
   }
-  // Loaded statistics are kept; only missing or stale ones are computed.
-  FinishWrite(*c);
+  // Loaded statistics are kept; only missing or stale ones are computed. If persisting them
+  // fails they are still used in memory (and the store is then read-only: see store.h).
+  storage::Batch stats;
+  std::shared_ptr<const Snapshot> snap = StageWrite(*c, &stats);
+  if (stats.count() > 0) (void)store->Commit(std::move(stats));
+  c->segment().Publish(std::move(snap));
   return c;
 }
 
@@ -228,6 +271,12 @@ absl::Status Database::DropCollection(const std::string& name) {
   std::lock_guard<std::mutex> catalog(impl_->catalog_mu);
   ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, impl_->Find(name));
   std::lock_guard<std::mutex> write(c->write_mu);
+  {
+    // No writer can stage while we hold write_mu; let those already enqueued finish, so that
+    // none of their batches is written after the drop's range deletions.
+    std::unique_lock<std::mutex> flight(c->flight_mu);
+    c->flight_cv.wait(flight, [&] { return c->in_flight == 0; });
+  }
   RETURN_IF_ERROR(impl_->store->DropCollection(c->meta()));
   c->dropped = true;  // writers that already hold the collection now fail with NotFound.
   std::unique_lock<std::shared_mutex> lock(impl_->map_mu);
@@ -264,41 +313,53 @@ absl::StatusOr<WriteResult> Database::Upsert(const std::string& name,
     }
   }
 
-  std::lock_guard<std::mutex> lock(c->write_mu);
-  if (c->dropped) return CollectionNotFound(name);
-  storage::Batch batch;
+  if (records.empty()) {
+    std::lock_guard<std::mutex> lock(c->write_mu);
+    if (c->dropped) return CollectionNotFound(name);
+    return WriteResult{};
+  }
   WriteResult result;
-  for (const Record& rec : records) {
-    if (c->row_of.contains(rec.id)) {
-      batch.DeleteRecord(c->id(), rec.id, layout.all_field_ids);
-    } else {
-      ++result.created;
+  storage::CommitTicket ticket;
+  std::shared_ptr<const Snapshot> staged;
+  {
+    std::lock_guard<std::mutex> lock(c->write_mu);
+    if (c->dropped) return CollectionNotFound(name);
+    RETURN_IF_ERROR(impl_->store->writable());
+    storage::Batch batch;
+    for (const Record& rec : records) {
+      if (c->row_of.contains(rec.id)) {
+        batch.DeleteRecord(c->id(), rec.id, layout.all_field_ids);
+      } else {
+        ++result.created;
+      }
+      storage::RecordMeta meta{rec.weights, rec.attributes, rec.provenance};
+      batch.PutMeta(c->id(), rec.id, meta);
+      for (const auto& [field, v] : rec.vectors) {
+        batch.PutVector(c->id(), rec.id, layout.fields[layout.field_index.at(field)].id, v);
+      }
     }
-    storage::RecordMeta meta{rec.weights, rec.attributes, rec.provenance};
-    batch.PutMeta(c->id(), rec.id, meta);
-    for (const auto& [field, v] : rec.vectors) {
-      batch.PutVector(c->id(), rec.id, layout.fields[layout.field_index.at(field)].id, v);
-    }
-  }
-  if (!records.empty()) RETURN_IF_ERROR(impl_->store->Commit(std::move(batch)));
+    RETURN_IF_ERROR(batch.status());
 
-  // Durable: now make it visible.
-  Segment& seg = c->segment();
-  std::vector<const float*> ptrs(layout.fields.size());
-  for (Record& rec : records) {
-    auto it = c->row_of.find(rec.id);
-    if (it != c->row_of.end()) seg.Tombstone(it->second);
-    std::fill(ptrs.begin(), ptrs.end(), nullptr);
-    for (const auto& [field, v] : rec.vectors) ptrs[layout.field_index.at(field)] = v.data();
-    const uint64_t hash = IdHash(rec.id);
-    auto meta = MakeRowMeta(layout, storage::RecordMeta{std::move(rec.weights),
-                                                        std::move(rec.attributes),
-                                                        std::move(rec.provenance)});
-    const size_t row = seg.Append(RowInfo{rec.id, hash, std::move(meta)}, ptrs);
-    c->row_of[rec.id] = row;
+    // Stage the change in memory (visible once durable).
+    Segment& seg = c->segment();
+    std::vector<const float*> ptrs(layout.fields.size());
+    for (Record& rec : records) {
+      auto it = c->row_of.find(rec.id);
+      if (it != c->row_of.end()) seg.Tombstone(it->second);
+      std::fill(ptrs.begin(), ptrs.end(), nullptr);
+      for (const auto& [field, v] : rec.vectors) ptrs[layout.field_index.at(field)] = v.data();
+      const uint64_t hash = IdHash(rec.id);
+      auto meta = MakeRowMeta(layout, storage::RecordMeta{std::move(rec.weights),
+                                                          std::move(rec.attributes),
+                                                          std::move(rec.provenance)});
+      const size_t row = seg.Append(RowInfo{rec.id, hash, std::move(meta)}, ptrs);
+      c->row_of[rec.id] = row;
+    }
+    staged = impl_->StageWrite(*c, &batch);
+    ASSIGN_OR_RETURN(ticket, impl_->EnqueueWrite(*c, std::move(batch)));
   }
+  RETURN_IF_ERROR(impl_->AwaitWrite(*c, ticket, std::move(staged)));
   result.written = static_cast<int64_t>(records.size());
-  if (!records.empty()) impl_->FinishWrite(*c);
   return result;
 }
 
@@ -360,51 +421,64 @@ absl::StatusOr<WriteResult> Database::ImportVectors(const std::string& name,
   }
   if (spec->metric == Metric::kCosine) base = normalised.data();
 
-  std::lock_guard<std::mutex> lock(c->write_mu);
-  if (c->dropped) return CollectionNotFound(name);
-  Segment& seg = c->segment();
-  const storage::RecordMeta created_meta{{}, {}, options.provenance};
-  storage::Batch batch;
+  if (rows == 0) {
+    std::lock_guard<std::mutex> lock(c->write_mu);
+    if (c->dropped) return CollectionNotFound(name);
+    return WriteResult{};
+  }
   WriteResult result;
-  for (size_t i = 0; i < rows; ++i) {
-    auto it = c->row_of.find(ids[i]);
-    batch.PutVector(c->id(), ids[i], spec->id, std::span<const float>(base + i * dim, dim));
-    if (it == c->row_of.end()) {
-      batch.PutMeta(c->id(), ids[i], created_meta);
-      ++result.created;
-    } else if (!options.provenance.empty()) {
-      storage::RecordMeta meta = seg.WriterRow(it->second).meta->meta;
-      meta.provenance = options.provenance;
-      batch.PutMeta(c->id(), ids[i], meta);
-    }
-  }
-  if (rows > 0) RETURN_IF_ERROR(impl_->store->Commit(std::move(batch)));
-
-  std::shared_ptr<const RowMeta> shared_created = MakeRowMeta(layout, created_meta);
-  std::vector<const float*> ptrs(layout.fields.size());
-  for (size_t i = 0; i < rows; ++i) {
-    std::fill(ptrs.begin(), ptrs.end(), nullptr);
-    std::shared_ptr<const RowMeta> meta = shared_created;
-    auto it = c->row_of.find(ids[i]);
-    if (it != c->row_of.end()) {
-      // A new row version: the other fields and the metadata are carried over.
-      const size_t old = it->second;
-      for (size_t f = 0; f < ptrs.size(); ++f) ptrs[f] = seg.WriterVector(f, old);
-      meta = seg.WriterRow(old).meta;
-      if (!options.provenance.empty()) {
-        storage::RecordMeta m = meta->meta;
-        m.provenance = options.provenance;
-        meta = MakeRowMeta(layout, std::move(m));
+  storage::CommitTicket ticket;
+  std::shared_ptr<const Snapshot> staged;
+  {
+    std::lock_guard<std::mutex> lock(c->write_mu);
+    if (c->dropped) return CollectionNotFound(name);
+    RETURN_IF_ERROR(impl_->store->writable());
+    Segment& seg = c->segment();
+    const storage::RecordMeta created_meta{{}, {}, options.provenance};
+    storage::Batch batch;
+    for (size_t i = 0; i < rows; ++i) {
+      auto it = c->row_of.find(ids[i]);
+      batch.PutVector(c->id(), ids[i], spec->id, std::span<const float>(base + i * dim, dim));
+      if (it == c->row_of.end()) {
+        batch.PutMeta(c->id(), ids[i], created_meta);
+        ++result.created;
+      } else if (!options.provenance.empty()) {
+        storage::RecordMeta meta = seg.WriterRow(it->second).meta->meta;
+        meta.provenance = options.provenance;
+        batch.PutMeta(c->id(), ids[i], meta);
       }
-      seg.Tombstone(old);
     }
-    ptrs[spec->id] = base + i * dim;
-    const uint64_t hash = IdHash(ids[i]);
-    const size_t row = seg.Append(RowInfo{ids[i], hash, std::move(meta)}, ptrs);
-    c->row_of[ids[i]] = row;
+    RETURN_IF_ERROR(batch.status());
+
+    // Stage the change in memory (visible once durable).
+    std::shared_ptr<const RowMeta> shared_created = MakeRowMeta(layout, created_meta);
+    std::vector<const float*> ptrs(layout.fields.size());
+    for (size_t i = 0; i < rows; ++i) {
+      std::fill(ptrs.begin(), ptrs.end(), nullptr);
+      std::shared_ptr<const RowMeta> meta = shared_created;
+      auto it = c->row_of.find(ids[i]);
+      if (it != c->row_of.end()) {
+        // A new row version: the other fields and the metadata are carried over.
+        const size_t old = it->second;
+        for (size_t f = 0; f < ptrs.size(); ++f) ptrs[f] = seg.WriterVector(f, old);
+        meta = seg.WriterRow(old).meta;
+        if (!options.provenance.empty()) {
+          storage::RecordMeta m = meta->meta;
+          m.provenance = options.provenance;
+          meta = MakeRowMeta(layout, std::move(m));
+        }
+        seg.Tombstone(old);
+      }
+      ptrs[spec->id] = base + i * dim;
+      const uint64_t hash = IdHash(ids[i]);
+      const size_t row = seg.Append(RowInfo{ids[i], hash, std::move(meta)}, ptrs);
+      c->row_of[ids[i]] = row;
+    }
+    staged = impl_->StageWrite(*c, &batch);
+    ASSIGN_OR_RETURN(ticket, impl_->EnqueueWrite(*c, std::move(batch)));
   }
+  RETURN_IF_ERROR(impl_->AwaitWrite(*c, ticket, std::move(staged)));
   result.written = static_cast<int64_t>(rows);
-  if (rows > 0) impl_->FinishWrite(*c);
   return result;
 }
 
@@ -447,32 +521,39 @@ absl::StatusOr<GetResult> Database::Get(const std::string& name,
 absl::StatusOr<WriteResult> Database::Delete(const std::string& name,
                                              const std::vector<std::string>& ids) {
   ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, impl_->Find(name));
-  std::lock_guard<std::mutex> lock(c->write_mu);
-  if (c->dropped) return CollectionNotFound(name);
-  storage::Batch batch;
   WriteResult result;
-  absl::flat_hash_set<std::string_view> seen;
-  std::vector<size_t> rows;
-  std::vector<const std::string*> deleted;
-  for (const std::string& id : ids) {
-    if (!seen.insert(id).second) continue;  // a repeated id is deleted once.
-    auto it = c->row_of.find(id);
-    if (it == c->row_of.end()) {
-      ++result.not_found;
-      continue;
+  storage::CommitTicket ticket;
+  std::shared_ptr<const Snapshot> staged;
+  {
+    std::lock_guard<std::mutex> lock(c->write_mu);
+    if (c->dropped) return CollectionNotFound(name);
+    storage::Batch batch;
+    absl::flat_hash_set<std::string_view> seen;
+    std::vector<size_t> rows;
+    for (const std::string& id : ids) {
+      if (!seen.insert(id).second) continue;  // a repeated id is deleted once.
+      auto it = c->row_of.find(id);
+      if (it == c->row_of.end()) {
+        ++result.not_found;
+        continue;
+      }
+      batch.DeleteRecord(c->id(), id, c->layout().all_field_ids);
+      rows.push_back(it->second);
     }
-    batch.DeleteRecord(c->id(), id, c->layout().all_field_ids);
-    rows.push_back(it->second);
-    deleted.push_back(&id);
+    if (rows.empty()) return result;
+    RETURN_IF_ERROR(impl_->store->writable());
+    RETURN_IF_ERROR(batch.status());
+    // Stage the change in memory (visible once durable).
+    for (size_t row : rows) {
+      const std::string& id = c->segment().WriterRow(row).id;
+      c->row_of.erase(id);
+      c->segment().Tombstone(row);
+    }
+    result.written = static_cast<int64_t>(rows.size());
+    staged = impl_->StageWrite(*c, &batch);
+    ASSIGN_OR_RETURN(ticket, impl_->EnqueueWrite(*c, std::move(batch)));
   }
-  if (rows.empty()) return result;
-  RETURN_IF_ERROR(impl_->store->Commit(std::move(batch)));
-  for (size_t i = 0; i < rows.size(); ++i) {
-    c->segment().Tombstone(rows[i]);
-    c->row_of.erase(*deleted[i]);
-  }
-  result.written = static_cast<int64_t>(rows.size());
-  impl_->FinishWrite(*c);
+  RETURN_IF_ERROR(impl_->AwaitWrite(*c, ticket, std::move(staged)));
   return result;
 }
 

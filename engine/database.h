@@ -21,21 +21,25 @@
 // writers. Rows of deleted records stay in memory until the next open (no compaction yet).
 //
 // Writes: every write is validated in full before anything is written (a batch is all-or-nothing,
-// see kMaxBatchRecords) and acknowledged only after storage::Store::Commit returned OK, i.e. after
-// the WAL holds it under the configured sync policy. The in-memory state is updated after the
-// commit, under the collection's writer lock, so a reader never sees an unacknowledged write.
-// Writers of one collection are serialised (one mutex per collection); collections are
-// independent.
+// see kMaxBatchRecords) and acknowledged only after its storage batch is durable, i.e. the WAL
+// holds it under the configured sync policy (storage::Store's group commit). Writers of one
+// collection stage their change in memory one at a time (one mutex per collection) and enqueue
+// the batch in that order; they wait for durability outside the mutex, so concurrent writers
+// (of one or of several collections) share one WAL append and one fsync. A staged change becomes
+// visible to readers only once its batch is durable (the snapshot staged with it is then
+// published), so a reader never sees an unacknowledged write, and a write's own caller sees it as
+// soon as the call returns. After a failed commit the database is read-only until it is reopened:
+// the write fails with the storage error, writes queued behind it fail with Aborted, and every
+// later write fails with FailedPrecondition; reads keep working on the last published state.
+// DropCollection waits for the collection's writes already enqueued.
 //
-// Calibration (normalize = calibrated, engine/calibration.h): after every successful write, the
+// Calibration (normalize = calibrated, engine/calibration.h): with every write, the
 // (query modality, field) statistics that are missing or stale (the field's live vector count
 // moved by >= calibration_refresh_fraction since they were computed) are recomputed from the
 // deterministic samples described in docs/query-semantics.md, persisted as one stats blob
-// ("calibration") in a separate commit, and swapped into the collection. At open they are loaded,
-// not recomputed; only statistics that are missing or stale by the same rule are computed then
-// (e.g. after a crash between a write and its statistics commit), with the same deterministic
-// result. A write is acknowledged even if persisting its statistics fails (they are then used in
-// memory and recomputed at the next open).
+// ("calibration") in the write's own batch, and published with it. At open they are loaded,
+// not recomputed; only statistics that are missing or stale by the same rule are computed then,
+// with the same deterministic result (and persisted; if that fails they are used in memory).
 //
 // Search (engine/search.h): exact, over every live row; parallel over pages on the search thread
 // pool; results do not depend on the number of threads. `SearchRequest::exact` is accepted but

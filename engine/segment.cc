@@ -101,12 +101,13 @@ void Segment::SetCalibration(std::shared_ptr<const CalibrationSet> calibration) 
   calibration_ = std::move(calibration);
 }
 
-void Segment::Publish() {
+std::shared_ptr<const Snapshot> Segment::Stage() {
   if (pending_tombstones_) {
     tombstones_ = std::move(pending_tombstones_);
     pending_tombstones_.reset();
   }
   auto snap = std::make_shared<Snapshot>();
+  snap->seq = ++staged_seq_;
   snap->rows = rows_;
   snap->pages = pages_;
   snap->tombstones = tombstones_;
@@ -114,8 +115,14 @@ void Segment::Publish() {
   snap->live_records = live_records_;
   snap->field_vectors = field_vectors_;
   snap->any_record_weights = any_record_weights_;
+  return snap;
+}
+
+void Segment::Publish() { Publish(Stage()); }
+
+void Segment::Publish(std::shared_ptr<const Snapshot> snap) {
   std::lock_guard<std::mutex> lock(snapshot_mu_);
-  snapshot_ = std::move(snap);
+  if (snapshot_ == nullptr || snap->seq > snapshot_->seq) snapshot_ = std::move(snap);
 }
 
 const RowInfo& Segment::WriterRow(size_t r) const {

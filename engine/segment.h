@@ -21,8 +21,9 @@
 // directory is itself copy-on-grow (a new vector when a page is added), so a reader's directory
 // never changes under it.
 //
-// Thread safety: Segment's writer methods (Append*, Tombstone, Publish) must be serialised by the
-// caller (the collection's writer mutex); snapshot() may be called from any thread at any time.
+// Thread safety: Segment's writer methods (Append*, Tombstone, SetCalibration, Stage, Publish())
+// must be serialised by the caller (the collection's writer mutex); snapshot() and
+// Publish(snapshot) may be called from any thread at any time.
 #pragma once
 
 #include <atomic>
@@ -112,6 +113,8 @@ using PageDirectory = std::vector<std::shared_ptr<Page>>;
 using CalibrationSet = std::map<std::pair<std::string, size_t>, CalibrationStats>;
 
 struct Snapshot {
+  // Order of staging (Segment::Stage); a published snapshot is never replaced by an older one.
+  uint64_t seq = 0;
   size_t rows = 0;
   std::shared_ptr<const PageDirectory> pages;
   std::shared_ptr<const std::vector<uint64_t>> tombstones;  // bits beyond its size: live.
@@ -155,15 +158,22 @@ class Segment {
   // Marks a published or pending row deleted (copy-on-write once per batch).
   void Tombstone(size_t row);
   void SetCalibration(std::shared_ptr<const CalibrationSet> calibration);
-  // Makes every change since the last Publish visible to new snapshots, atomically.
+  // Captures every change so far in a new immutable snapshot without publishing it (the engine
+  // stages a write, makes it durable outside the writer lock, then publishes what it staged).
+  std::shared_ptr<const Snapshot> Stage();
+  // Stage() and publish it at once.
   void Publish();
+
+  // --- any thread ------------------------------------------------------------------------------
+  // Makes `snap` (from Stage) the current snapshot, unless one staged later is already current:
+  // writes that become durable together may publish in any order, and the latest wins.
+  void Publish(std::shared_ptr<const Snapshot> snap);
   // The writer's view of a row (published or pending).
   const RowInfo& WriterRow(size_t r) const;
   const float* WriterVector(size_t field, size_t r) const;  // nullptr if absent.
   size_t writer_rows() const { return rows_; }
   const std::vector<int64_t>& writer_field_vectors() const { return field_vectors_; }
 
-  // --- any thread ------------------------------------------------------------------------------
   std::shared_ptr<const Snapshot> snapshot() const;
 
  private:
@@ -177,6 +187,7 @@ class Segment {
   int64_t live_records_ = 0;
   std::vector<int64_t> field_vectors_;
   bool any_record_weights_ = false;
+  uint64_t staged_seq_ = 0;
   // Published state.
   mutable std::mutex snapshot_mu_;
   std::shared_ptr<const Snapshot> snapshot_;  // guarded by snapshot_mu_.

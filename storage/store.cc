@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <condition_variable>
+#include <deque>
 #include <mutex>
 #include <thread>
 #include <utility>
@@ -128,6 +130,19 @@ void Batch::PutStat(uint32_t collection, std::string_view name, std::string_view
 
 size_t Batch::count() const { return impl_ ? impl_->ops.size() : 0; }
 size_t Batch::bytes() const { return impl_ ? impl_->bytes : 0; }
+absl::Status Batch::status() const { return impl_ ? impl_->error : absl::OkStatus(); }
+
+// One queued batch. Fields after `batch` are guarded by Store::Impl::queue_mu.
+struct CommitTicket::State {
+  Batch batch;
+  bool done = false;
+  absl::Status status;
+};
+
+CommitTicket::CommitTicket() = default;
+CommitTicket::~CommitTicket() = default;
+CommitTicket::CommitTicket(const CommitTicket&) = default;
+CommitTicket& CommitTicket::operator=(const CommitTicket&) = default;
 
 // =================================================================================================
 // Store
@@ -228,6 +243,37 @@ struct Store::Impl {
   rocksdb::ColumnFamilyHandle* records = nullptr;
   rocksdb::ColumnFamilyHandle* vectors = nullptr;
   rocksdb::ColumnFamilyHandle* stats = nullptr;
+
+  // The commit queue (see "Group commit" in store.h).
+  std::function<absl::Status()> commit_fault;  // testing only.
+  mutable std::mutex queue_mu;
+  std::condition_variable queue_cv;
+  std::deque<std::shared_ptr<CommitTicket::State>> queue;  // guarded by queue_mu.
+  bool writing = false;                                   // a leader is writing a group.
+  absl::Status failed;                                    // first failed write; sticky.
+  CommitStats commit_stats;                               // guarded by queue_mu.
+
+  // The status every write gets once `failed` is set. queue_mu held.
+  absl::Status ReadOnlyError() const {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the database in '", path,
+        "' is read-only after a failed write (reopen it once the cause is fixed): ",
+        failed.message()));
+  }
+  // Records a failed write (catalog writes; the queue records its own). Returns `s`.
+  absl::Status NoteFailure(absl::Status s) {
+    if (!s.ok()) {
+      std::lock_guard<std::mutex> lock(queue_mu);
+      if (failed.ok()) failed = s;
+    }
+    return s;
+  }
+  absl::Status Writable() const {
+    std::lock_guard<std::mutex> lock(queue_mu);
+    return failed.ok() ? absl::OkStatus() : ReadOnlyError();
+  }
+  // Writes the batches of one group as one RocksDB write.
+  absl::Status WriteGroup(const std::vector<std::shared_ptr<CommitTicket::State>>& group);
 
   // Serialises catalog read-modify-writes (name check + id counter).
   std::mutex catalog_mu;
@@ -436,6 +482,7 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& path,
   auto impl = std::make_unique<Impl>();
   impl->path = path;
   impl->sync = options.sync;
+  impl->commit_fault = options.commit_fault_for_testing;
   rocksdb::Status s = rocksdb::DB::Open(db_options, path, descs, &impl->handles, &impl->db);
   if (!s.ok()) {
     impl->handles.clear();
@@ -496,8 +543,10 @@ absl::StatusOr<uint32_t> Store::CreateCollection(const std::string& name,
                                                   internal::kNextCollectionIdKey.size()),
                                    internal::EncodeU32(id + 1)),
                             "encoding the collection id counter"));
-  RETURN_IF_ERROR(FromRocks(d.db->Write(d.WriteOpts(), &wb),
-                            absl::StrCat("creating collection '", name, "' in '", d.path, "'")));
+  RETURN_IF_ERROR(d.Writable());
+  RETURN_IF_ERROR(d.NoteFailure(
+      FromRocks(d.db->Write(d.WriteOpts(), &wb),
+                absl::StrCat("creating collection '", name, "' in '", d.path, "'"))));
   d.next_id = id + 1;
   return id;
 }
@@ -556,31 +605,114 @@ absl::Status Store::DropCollection(const CollectionMeta& meta) {
   for (auto* cf : {d.records, d.vectors, d.stats}) {
     RETURN_IF_ERROR(FromRocks(wb.DeleteRange(cf, lo, hi), "encoding the drop"));
   }
-  return FromRocks(
+  RETURN_IF_ERROR(d.Writable());
+  return d.NoteFailure(FromRocks(
       d.db->Write(d.WriteOpts(), &wb),
-      absl::StrCat("dropping collection '", meta.name, "' (id ", meta.id, ") in '", d.path, "'"));
+      absl::StrCat("dropping collection '", meta.name, "' (id ", meta.id, ") in '", d.path, "'")));
 }
 
 // --- records -------------------------------------------------------------------------------------
 
 absl::Status Store::Commit(Batch&& batch) {
-  Batch local(std::move(batch));  // consume it whatever happens.
-  if (!local.impl_ || local.impl_->ops.empty()) {
-    return local.impl_ ? local.impl_->error : absl::OkStatus();
-  }
-  Batch::Impl& b = *local.impl_;
-  if (!b.error.ok()) return b.error;
+  ASSIGN_OR_RETURN(CommitTicket ticket, Enqueue(std::move(batch)));
+  return Await(ticket);
+}
+
+absl::StatusOr<CommitTicket> Store::Enqueue(Batch&& batch) {
+  auto state = std::make_shared<CommitTicket::State>();
+  state->batch = std::move(batch);  // consumed whatever happens.
+  RETURN_IF_ERROR(state->batch.status());
+  CommitTicket ticket;
+  ticket.state_ = state;
   Impl& d = *impl_;
-  rocksdb::WriteBatch wb(b.bytes + 16 * b.ops.size() + 64);
-  for (const auto& op : b.ops) {
-    rocksdb::ColumnFamilyHandle* cf = op.cf == Batch::Impl::Cf::kRecords   ? d.records
-                                      : op.cf == Batch::Impl::Cf::kVectors ? d.vectors
-                                                                           : d.stats;
-    rocksdb::Status s = op.is_delete ? wb.Delete(cf, op.key) : wb.Put(cf, op.key, op.value);
-    if (!s.ok()) return FromRocks(s, "building the write batch");
+  std::lock_guard<std::mutex> lock(d.queue_mu);
+  if (!d.failed.ok()) return d.ReadOnlyError();
+  if (state->batch.count() == 0) {
+    state->done = true;
+  } else {
+    d.queue.push_back(std::move(state));
   }
-  return FromRocks(d.db->Write(d.WriteOpts(), &wb),
-                   absl::StrCat("committing ", b.ops.size(), " operations to '", d.path, "'"));
+  return ticket;
+}
+
+absl::Status Store::Await(const CommitTicket& ticket) {
+  if (ticket.state_ == nullptr) {
+    return absl::InvalidArgumentError("Await: a default-constructed CommitTicket");
+  }
+  Impl& d = *impl_;
+  CommitTicket::State& mine = *ticket.state_;
+  std::unique_lock<std::mutex> lock(d.queue_mu);
+  while (!mine.done) {
+    if (d.writing || d.queue.empty()) {
+      // Another caller is writing (our batch may be in its group); wait for it to finish.
+      d.queue_cv.wait(lock);
+      continue;
+    }
+    // Lead: take the queue's head group (our batch is in the queue, not yet taken: groups are
+    // taken from the front and completed before `writing` is cleared).
+    d.writing = true;
+    std::vector<std::shared_ptr<CommitTicket::State>> group;
+    size_t bytes = 0;
+    while (!d.queue.empty()) {
+      const size_t b = d.queue.front()->batch.bytes();
+      if (!group.empty() && bytes + b > kMaxGroupBytes) break;
+      bytes += b;
+      group.push_back(std::move(d.queue.front()));
+      d.queue.pop_front();
+    }
+    lock.unlock();
+    absl::Status s = d.commit_fault ? d.commit_fault() : absl::OkStatus();
+    if (s.ok()) s = d.WriteGroup(group);
+    lock.lock();
+    d.commit_stats.groups += 1;
+    d.commit_stats.batches += static_cast<int64_t>(group.size());
+    for (auto& t : group) {
+      t->status = s;
+      t->done = true;
+      t->batch = Batch();  // free the payload now; the ticket may be held for a while.
+    }
+    if (!s.ok()) {
+      if (d.failed.ok()) d.failed = s;
+      // Batches queued behind a failed one may depend on it (the engine builds each batch on the
+      // state its predecessors leave): none of them is written.
+      const absl::Status behind = absl::AbortedError(absl::StrCat(
+          "not written: an earlier write in the commit queue failed: ", s.message()));
+      for (auto& t : d.queue) {
+        t->status = behind;
+        t->done = true;
+        t->batch = Batch();
+      }
+      d.commit_stats.batches += static_cast<int64_t>(d.queue.size());
+      d.queue.clear();
+    }
+    d.writing = false;
+    d.queue_cv.notify_all();
+  }
+  return mine.status;
+}
+
+absl::Status Store::Impl::WriteGroup(
+    const std::vector<std::shared_ptr<CommitTicket::State>>& group) {
+  size_t bytes = 0, ops = 0;
+  for (const auto& t : group) {
+    bytes += t->batch.impl_->bytes;
+    ops += t->batch.impl_->ops.size();
+  }
+  rocksdb::WriteBatch wb(bytes + 16 * ops + 64);
+  for (const auto& t : group) {
+    for (const auto& op : t->batch.impl_->ops) {
+      rocksdb::ColumnFamilyHandle* cf = op.cf == Batch::Impl::Cf::kRecords   ? records
+                                        : op.cf == Batch::Impl::Cf::kVectors ? vectors
+                                                                             : stats;
+      rocksdb::Status s = op.is_delete ? wb.Delete(cf, op.key) : wb.Put(cf, op.key, op.value);
+      if (!s.ok()) return FromRocks(s, "building the write batch");
+    }
+  }
+  return FromRocks(db->Write(WriteOpts(), &wb),
+                   group.size() == 1
+                       ? absl::StrCat("committing ", ops, " operations to '", path, "'")
+                       : absl::StrCat("committing ", group.size(), " batches (", ops,
+                                      " operations) to '", path, "'"));
 }
 
 namespace {
@@ -733,6 +865,13 @@ absl::StatusOr<std::optional<std::string>> Store::GetStat(uint32_t collection,
 
 const std::string& Store::path() const { return impl_->path; }
 SyncPolicy Store::sync_policy() const { return impl_->sync; }
+
+CommitStats Store::commit_stats() const {
+  std::lock_guard<std::mutex> lock(impl_->queue_mu);
+  return impl_->commit_stats;
+}
+
+absl::Status Store::writable() const { return impl_->Writable(); }
 
 std::string Store::Describe() const {
   return absl::StrCat("rocksdb ", ROCKSDB_MAJOR, ".", ROCKSDB_MINOR, ".", ROCKSDB_PATCH,

@@ -42,11 +42,28 @@
 // DeadlineExceeded, Aborted -> Aborted, anything else -> Internal; the message names the
 // operation and the database path and carries RocksDB's own text.
 //
-// Durability: Commit() returns OK only after the batch is in the WAL; with SyncPolicy::kAlways
-// the WAL is fsync'ed before returning (RocksDB's write group can share one sync among writers
-// that commit concurrently; the engine serialises the writers of one collection, so today they
-// do not share: see bench/results/2026-11-25-server). One Batch is one atomic RocksDB WriteBatch: after a crash it is wholly present or
-// wholly absent.
+// Durability: Commit() (and Await()) return OK only after the batch is in the WAL; with
+// SyncPolicy::kAlways the WAL is fsync'ed before returning. One Batch is atomic: after a crash it
+// is wholly present or wholly absent. Its writes become visible to reads (GetRecord, ScanRecords)
+// only once they are durable per the policy (RocksDB inserts a synced write into its memtable
+// after the sync).
+//
+// Group commit. Batches pass through one commit queue per store, in the order they were
+// enqueued. When a write is in progress, the batches queued behind it are written together by
+// the next writer (the "leader", one of the waiting callers): one RocksDB WriteBatch holding all
+// of them in queue order, so one WAL append and one fsync serve them all. Each batch stays atomic
+// (the group is); the group is bounded to about kMaxGroupBytes (a batch larger than that is
+// written alone). Callers that must order their batches without holding their own lock across
+// the fsync (the engine: the writers of one collection) call Enqueue under their lock and Await
+// outside it.
+//
+// A failed write leaves the store read-only. The batches of the failed group and every batch
+// already queued behind it (which may have been built on the assumption that the failed one
+// applied) fail with the write's error; every later write (Commit, Enqueue, CreateCollection,
+// DropCollection) fails with FailedPrecondition naming the original error, until the database is
+// reopened. RocksDB itself stops accepting writes after a failed WAL write or sync, and retrying
+// an fsync that failed is not safe (the kernel may have dropped the dirty pages), so this makes
+// that state explicit instead of letting callers retry into it.
 //
 // Thread safety: a Store may be used from any number of threads concurrently.
 #pragma once
@@ -77,6 +94,9 @@ enum class SyncPolicy {
 const char* SyncPolicyName(SyncPolicy p);  // "always" | "none"
 
 struct StoreOptions {
+  // Testing only: when set, called by the commit leader before each group write; a non-OK status
+  // fails that group as if RocksDB's write had failed (and so leaves the store read-only).
+  std::function<absl::Status()> commit_fault_for_testing;
   // Create the directory (and its parents) and the database if missing. Default: true. When
   // false, a missing directory or an empty one fails Open with NotFound.
   bool create_if_missing = true;
@@ -122,11 +142,34 @@ class Batch {
 
   size_t count() const;  // operations added.
   size_t bytes() const;  // approximate payload size.
+  // The first invalid operation (an id longer than 65535 bytes), if any: Commit / Enqueue would
+  // return it without writing anything.
+  absl::Status status() const;
 
  private:
   friend class Store;
   struct Impl;
   std::unique_ptr<Impl> impl_;
+};
+
+// A batch handed to the commit queue (Store::Enqueue); Await it exactly once. Copyable handle.
+class CommitTicket {
+ public:
+  CommitTicket();
+  ~CommitTicket();
+  CommitTicket(const CommitTicket&);
+  CommitTicket& operator=(const CommitTicket&);
+
+ private:
+  friend class Store;
+  struct State;
+  std::shared_ptr<State> state_;
+};
+
+// Counters of the commit queue since the store was opened.
+struct CommitStats {
+  int64_t batches = 0;  // non-empty batches written (or failed) through the queue.
+  int64_t groups = 0;   // RocksDB writes (each one WAL append, one fsync under kAlways).
 };
 
 // One record as read back by a scan or a point lookup.
@@ -174,7 +217,19 @@ class Store {
   // Applies `batch` atomically; see the durability contract above. Operations apply in the order
   // they were added (a later put or delete of the same key wins). An empty batch is a no-op.
   // Storage does not check that `collection` exists: that is the caller's job.
+  // Same as Await(Enqueue(batch)).
   absl::Status Commit(Batch&& batch);
+
+  // Group commit (see above). Enqueue takes the batch and returns at once: InvalidArgument for a
+  // batch holding an invalid operation, FailedPrecondition when the store is read-only after a
+  // failed write (nothing is queued then). An empty batch gives a ticket that awaits as OK.
+  // Batches apply in Enqueue order. Await blocks until the batch is durable per the policy (OK),
+  // or failed; the waiting thread may itself perform the group write.
+  absl::StatusOr<CommitTicket> Enqueue(Batch&& batch);
+  absl::Status Await(const CommitTicket& ticket);
+
+  // About the largest group written as one RocksDB write.
+  static constexpr size_t kMaxGroupBytes = size_t{64} << 20;
 
   // Point lookups. NotFound-free: an absent record is std::nullopt. Meta and vectors are read
   // from one snapshot; vectors without a meta entry are DataLoss. An id longer than 65535 bytes
@@ -196,6 +251,9 @@ class Store {
   const std::string& path() const;
   SyncPolicy sync_policy() const;
   std::string Describe() const;  // e.g. "rocksdb 7.8.3 (sync: always)".
+  CommitStats commit_stats() const;
+  // OK, or the FailedPrecondition every write gets after a failed write (see above).
+  absl::Status writable() const;
 
  private:
   struct Impl;
