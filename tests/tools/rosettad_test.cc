@@ -1,0 +1,179 @@
+// The real rosettad executable: banner, graceful stop on SIGTERM / SIGINT with data kept, startup
+// and usage errors with their exit statuses. (tests/net covers the protocol; this covers the
+// process around it.)
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "net/remote_client.h"
+#include "tests/testing/testing.h"
+#include "tools/process/rosettad_process.h"
+
+namespace rosetta {
+namespace {
+
+using ::rosetta::process::ChildProcess;
+using ::rosetta::process::DescribeWaitStatus;
+using ::rosetta::process::Rosettad;
+using ::testing::HasSubstr;
+using std::chrono::seconds;
+
+std::string RosettadBinary() {
+  const char* dir = std::getenv("ROSETTA_TEST_BIN_DIR");
+  return std::string(dir ? dir : ".") + "/tools/rosettad";
+}
+
+#define REQUIRE_ROSETTAD()                                                        \
+  if (!std::filesystem::exists(RosettadBinary())) {                               \
+    GTEST_SKIP() << "rosettad not built at " << RosettadBinary()                  \
+                 << " (set ROSETTA_TEST_BIN_DIR to the build directory)";          \
+  }
+
+CollectionSchema TinySchema() {
+  CollectionSchema s;
+  s.name = "photos";
+  Space sp;
+  sp.name = "clip";
+  sp.dim = 4;
+  sp.metric = Metric::kCosine;
+  sp.encoder = "test@1";
+  s.spaces["clip"] = sp;
+  Field f;
+  f.name = "image";
+  f.space = "clip";
+  f.modality = "image";
+  s.fields["image"] = f;
+  return s;
+}
+
+// Starts rosettad, writes one record through the protocol, stops it with `sig`, and checks the
+// exit, the log, and that a restarted server still has the record.
+void StopsGracefullyOn(int sig, const char* sig_name) {
+  rosetta::testing::TempDir dir;
+  const std::string data = dir.str() + "/data", log = dir.str() + "/stderr.log";
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Rosettad> d,
+                         Rosettad::Start(RosettadBinary(), data, log, {"--sync", "always"}));
+    EXPECT_THAT(d->banner(), HasSubstr("rosettad 0.1.0 listening on 127.0.0.1:"));
+    EXPECT_THAT(d->banner(), HasSubstr("(data " + data + ", kernels "));
+    EXPECT_THAT(d->banner(), HasSubstr("0 collections, sync always, auth off)"));
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> c,
+                         net::ConnectRemoteClient("127.0.0.1", d->port(), ""));
+    ASSERT_OK(c->CreateCollection(TinySchema()));
+    Record r;
+    r.id = "kept";
+    r.vectors["image"] = {1, 2, 3, 4};
+    ASSERT_OK(c->Upsert("photos", {r}).status());
+    // The connection stays open (idle) across the signal: the server must not wait for it.
+    const std::optional<int> status = d->process().SignalAndWait(sig, std::chrono::seconds(20));
+    ASSERT_TRUE(status.has_value()) << "rosettad did not exit within 20 s of " << sig_name;
+    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << DescribeWaitStatus(*status);
+    const std::string err = d->process().StderrLog();
+    EXPECT_THAT(err, HasSubstr(std::string("rosettad: ") + sig_name + ": stopping"));
+    EXPECT_THAT(err, HasSubstr("rosettad: stopped"));
+    // The old connection is closed: a call fails cleanly instead of hanging.
+    EXPECT_FALSE(c->ListCollections().ok());
+  }
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Rosettad> d, Rosettad::Start(RosettadBinary(), data, log, {}));
+  EXPECT_THAT(d->banner(), HasSubstr("1 collection, sync always"));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> c,
+                       net::ConnectRemoteClient("127.0.0.1", d->port(), ""));
+  ASSERT_OK_AND_ASSIGN(GetResult got, c->Get("photos", {"kept"}, true));
+  ASSERT_EQ(got.records.size(), 1u);
+  EXPECT_EQ(got.records[0].vectors.at("image").size(), 4u);
+}
+
+TEST(RosettadProcessTest, StopsGracefullyOnSigterm) {
+  REQUIRE_ROSETTAD();
+  StopsGracefullyOn(SIGTERM, "SIGTERM");
+}
+
+TEST(RosettadProcessTest, StopsGracefullyOnSigint) {
+  REQUIRE_ROSETTAD();
+  StopsGracefullyOn(SIGINT, "SIGINT");
+}
+
+// Runs rosettad with `args` expecting it to exit by itself; returns {wait status, stderr}.
+std::pair<int, std::string> RunToExit(const std::vector<std::string>& args,
+                                      const std::string& log) {
+  std::vector<std::string> argv = {RosettadBinary()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto child = ChildProcess::Start(argv, log);
+  EXPECT_TRUE(child.ok()) << child.status();
+  if (!child.ok()) return {-1, ""};
+  std::optional<int> status = (*child)->WaitFor(std::chrono::seconds(30));
+  EXPECT_TRUE(status.has_value()) << "rosettad " << args.back() << " did not exit";
+  if (!status.has_value()) return {-1, (*child)->StderrLog()};
+  return {*status, (*child)->StderrLog()};
+}
+
+TEST(RosettadProcessTest, RefusesToListenBeyondLoopbackWithoutATokenAndSaysWhy) {
+  REQUIRE_ROSETTAD();
+  rosetta::testing::TempDir dir;
+  auto [status, err] = RunToExit({"--data", dir.str() + "/d", "--listen", "0.0.0.0:0"},
+                                 dir.str() + "/log");
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << DescribeWaitStatus(status);
+  EXPECT_THAT(err, HasSubstr("rosettad: error: "));
+  EXPECT_THAT(err, HasSubstr("token"));
+  EXPECT_THAT(err, HasSubstr("0.0.0.0"));
+}
+
+TEST(RosettadProcessTest, UsageErrorsExitWithStatus2NamingTheFlag) {
+  REQUIRE_ROSETTAD();
+  rosetta::testing::TempDir dir;
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--bogus"}, "unknown flag \"--bogus\""},
+      {{"--sync", "maybe"}, "--sync: expected always or none, got \"maybe\""},
+      {{"--threads", "5000"}, "--threads: expected a whole number from 0 to 1024"},
+      {{"--max-connections", "0"}, "--max-connections: expected a whole number from 1"},
+      {{"--listen", "nonsense"}, "--listen"},
+      {{"--data"}, "--data: missing value"},
+  };
+  for (const auto& [args, want] : cases) {
+    SCOPED_TRACE(args[0]);
+    // --data first, so that a case that wrongly starts a server does not touch ./rosetta-data.
+    std::vector<std::string> full = {"--data", dir.str() + "/d"};
+    full.insert(full.end(), args.begin(), args.end());
+    auto [status, err] = RunToExit(full, dir.str() + "/log-" + args[0].substr(2));
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 2) << DescribeWaitStatus(status);
+    EXPECT_THAT(err, HasSubstr(want));
+  }
+}
+
+TEST(RosettadProcessTest, ASecondServerOnTheSameDataDirectoryFailsClearly) {
+  REQUIRE_ROSETTAD();
+  rosetta::testing::TempDir dir;
+  const std::string data = dir.str() + "/data";
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Rosettad> first,
+                       Rosettad::Start(RosettadBinary(), data, dir.str() + "/log1", {}));
+  auto [status, err] = RunToExit({"--data", data, "--listen", "127.0.0.1:0"}, dir.str() + "/log2");
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << DescribeWaitStatus(status);
+  EXPECT_THAT(err, HasSubstr("rosettad: error: "));
+  EXPECT_THAT(err, HasSubstr(data));
+  // The first one is unaffected.
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> c,
+                       net::ConnectRemoteClient("127.0.0.1", first->port(), ""));
+  EXPECT_OK(c->ListCollections().status());
+}
+
+TEST(RosettadProcessTest, APortInUseFailsClearly) {
+  REQUIRE_ROSETTAD();
+  rosetta::testing::TempDir dir;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Rosettad> first,
+                       Rosettad::Start(RosettadBinary(), dir.str() + "/a", dir.str() + "/log1", {}));
+  const std::string address = "127.0.0.1:" + std::to_string(first->port());
+  auto [status, err] =
+      RunToExit({"--data", dir.str() + "/b", "--listen", address}, dir.str() + "/log2");
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << DescribeWaitStatus(status);
+  EXPECT_THAT(err, HasSubstr("rosettad: error: "));
+  EXPECT_THAT(err, HasSubstr(address));
+}
+
+}  // namespace
+}  // namespace rosetta
