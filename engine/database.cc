@@ -13,6 +13,7 @@
 #include "engine/layout.h"
 #include "engine/search.h"
 #include "engine/segment.h"
+#include "engine/telemetry.h"
 #include "kernels/parallel.h"
 #include "kernels/simd.h"
 #include "schema/json.h"
@@ -89,6 +90,19 @@ struct Database::Impl {
   kernels::ThreadPool* pool = nullptr;
 
   std::mutex catalog_mu;  // serialises CreateCollection / DropCollection.
+
+  // Latency telemetry of the public operations (Stats()).
+  struct Telemetry {
+    std::chrono::steady_clock::time_point opened = std::chrono::steady_clock::now();
+    LatencyHistogram search, search_batch, upsert, import, get, delete_;
+  } telemetry;
+  template <typename F>
+  auto Timed(LatencyHistogram& histogram, F&& f) {
+    const auto start = std::chrono::steady_clock::now();
+    auto result = f();
+    histogram.Record(std::chrono::steady_clock::now() - start, !result.ok());
+    return result;
+  }
   mutable std::shared_mutex map_mu;
   std::map<std::string, std::shared_ptr<Collection>> collections;  // guarded by map_mu.
 
@@ -286,353 +300,365 @@ absl::Status Database::DropCollection(const std::string& name) {
 
 absl::StatusOr<WriteResult> Database::Upsert(const std::string& name,
                                              std::vector<Record> records) {
-  ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, impl_->Find(name));
-  if (records.size() > kMaxBatchRecords) {
-    return absl::InvalidArgumentError("upsert: " + std::to_string(records.size()) +
-                                      " records in one call; at most " +
-                                      std::to_string(kMaxBatchRecords) + " per atomic batch");
-  }
-  const Layout& layout = c->layout();
-  absl::flat_hash_map<std::string_view, size_t> position;
-  position.reserve(records.size());
-  for (size_t i = 0; i < records.size(); ++i) {
-    Record& rec = records[i];
-    const std::string where = "record " + std::to_string(i) + " (id " + Quote(rec.id) + "): ";
-    absl::Status s = ValidateAndNormalizeRecord(layout.schema, rec);
-    if (!s.ok()) {
-      // Validation names the record by id (`record "p7": ...`); say its position instead.
-      std::string msg(s.message());
-      const std::string by_id = "record " + Quote(rec.id) + ": ";
-      if (msg.rfind(by_id, 0) == 0) msg.erase(0, by_id.size());
-      return absl::Status(s.code(), where + msg);
+  return impl_->Timed(impl_->telemetry.upsert, [&]() -> absl::StatusOr<WriteResult> {
+    ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, impl_->Find(name));
+    if (records.size() > kMaxBatchRecords) {
+      return absl::InvalidArgumentError("upsert: " + std::to_string(records.size()) +
+                                        " records in one call; at most " +
+                                        std::to_string(kMaxBatchRecords) + " per atomic batch");
     }
-    auto [it, inserted] = position.emplace(rec.id, i);
-    if (!inserted) {
-      return absl::InvalidArgumentError(where + "duplicate id (also record " +
-                                        std::to_string(it->second) + ")");
-    }
-  }
-
-  if (records.empty()) {
-    std::lock_guard<std::mutex> lock(c->write_mu);
-    if (c->dropped) return CollectionNotFound(name);
-    return WriteResult{};
-  }
-  WriteResult result;
-  storage::CommitTicket ticket;
-  std::shared_ptr<const Snapshot> staged;
-  {
-    std::lock_guard<std::mutex> lock(c->write_mu);
-    if (c->dropped) return CollectionNotFound(name);
-    RETURN_IF_ERROR(impl_->store->writable());
-    storage::Batch batch;
-    for (const Record& rec : records) {
-      if (c->row_of.contains(rec.id)) {
-        batch.DeleteRecord(c->id(), rec.id, layout.all_field_ids);
-      } else {
-        ++result.created;
+    const Layout& layout = c->layout();
+    absl::flat_hash_map<std::string_view, size_t> position;
+    position.reserve(records.size());
+    for (size_t i = 0; i < records.size(); ++i) {
+      Record& rec = records[i];
+      const std::string where = "record " + std::to_string(i) + " (id " + Quote(rec.id) + "): ";
+      absl::Status s = ValidateAndNormalizeRecord(layout.schema, rec);
+      if (!s.ok()) {
+        // Validation names the record by id (`record "p7": ...`); say its position instead.
+        std::string msg(s.message());
+        const std::string by_id = "record " + Quote(rec.id) + ": ";
+        if (msg.rfind(by_id, 0) == 0) msg.erase(0, by_id.size());
+        return absl::Status(s.code(), where + msg);
       }
-      storage::RecordMeta meta{rec.weights, rec.attributes, rec.provenance};
-      batch.PutMeta(c->id(), rec.id, meta);
-      for (const auto& [field, v] : rec.vectors) {
-        batch.PutVector(c->id(), rec.id, layout.fields[layout.field_index.at(field)].id, v);
+      auto [it, inserted] = position.emplace(rec.id, i);
+      if (!inserted) {
+        return absl::InvalidArgumentError(where + "duplicate id (also record " +
+                                          std::to_string(it->second) + ")");
       }
     }
-    RETURN_IF_ERROR(batch.status());
 
-    // Stage the change in memory (visible once durable).
-    Segment& seg = c->segment();
-    std::vector<const float*> ptrs(layout.fields.size());
-    for (Record& rec : records) {
-      auto it = c->row_of.find(rec.id);
-      if (it != c->row_of.end()) seg.Tombstone(it->second);
-      std::fill(ptrs.begin(), ptrs.end(), nullptr);
-      for (const auto& [field, v] : rec.vectors) ptrs[layout.field_index.at(field)] = v.data();
-      const uint64_t hash = IdHash(rec.id);
-      auto meta = MakeRowMeta(layout, storage::RecordMeta{std::move(rec.weights),
-                                                          std::move(rec.attributes),
-                                                          std::move(rec.provenance)});
-      const size_t row = seg.Append(RowInfo{rec.id, hash, std::move(meta)}, ptrs);
-      c->row_of[rec.id] = row;
+    if (records.empty()) {
+      std::lock_guard<std::mutex> lock(c->write_mu);
+      if (c->dropped) return CollectionNotFound(name);
+      return WriteResult{};
     }
-    staged = impl_->StageWrite(*c, &batch);
-    ASSIGN_OR_RETURN(ticket, impl_->EnqueueWrite(*c, std::move(batch)));
-  }
-  RETURN_IF_ERROR(impl_->AwaitWrite(*c, ticket, std::move(staged)));
-  result.written = static_cast<int64_t>(records.size());
-  return result;
+    WriteResult result;
+    storage::CommitTicket ticket;
+    std::shared_ptr<const Snapshot> staged;
+    {
+      std::lock_guard<std::mutex> lock(c->write_mu);
+      if (c->dropped) return CollectionNotFound(name);
+      RETURN_IF_ERROR(impl_->store->writable());
+      storage::Batch batch;
+      for (const Record& rec : records) {
+        if (c->row_of.contains(rec.id)) {
+          batch.DeleteRecord(c->id(), rec.id, layout.all_field_ids);
+        } else {
+          ++result.created;
+        }
+        storage::RecordMeta meta{rec.weights, rec.attributes, rec.provenance};
+        batch.PutMeta(c->id(), rec.id, meta);
+        for (const auto& [field, v] : rec.vectors) {
+          batch.PutVector(c->id(), rec.id, layout.fields[layout.field_index.at(field)].id, v);
+        }
+      }
+      RETURN_IF_ERROR(batch.status());
+
+      // Stage the change in memory (visible once durable).
+      Segment& seg = c->segment();
+      std::vector<const float*> ptrs(layout.fields.size());
+      for (Record& rec : records) {
+        auto it = c->row_of.find(rec.id);
+        if (it != c->row_of.end()) seg.Tombstone(it->second);
+        std::fill(ptrs.begin(), ptrs.end(), nullptr);
+        for (const auto& [field, v] : rec.vectors) ptrs[layout.field_index.at(field)] = v.data();
+        const uint64_t hash = IdHash(rec.id);
+        auto meta = MakeRowMeta(layout, storage::RecordMeta{std::move(rec.weights),
+                                                            std::move(rec.attributes),
+                                                            std::move(rec.provenance)});
+        const size_t row = seg.Append(RowInfo{rec.id, hash, std::move(meta)}, ptrs);
+        c->row_of[rec.id] = row;
+      }
+      staged = impl_->StageWrite(*c, &batch);
+      ASSIGN_OR_RETURN(ticket, impl_->EnqueueWrite(*c, std::move(batch)));
+    }
+    RETURN_IF_ERROR(impl_->AwaitWrite(*c, ticket, std::move(staged)));
+    result.written = static_cast<int64_t>(records.size());
+    return result;
+  });
 }
 
 absl::StatusOr<WriteResult> Database::ImportVectors(const std::string& name,
                                                     const std::string& field,
                                                     std::span<const float> data, size_t rows,
                                                     size_t dim, const ImportOptions& options) {
-  ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, impl_->Find(name));
-  const Layout& layout = c->layout();
-  const FieldSpec* spec = layout.FindField(field);
-  if (spec == nullptr) {
-    return absl::NotFoundError("import: collection " + Quote(name) + " has no field " + Quote(field));
-  }
-  const Space& space = layout.schema.spaces.at(spec->space);
-  if (rows > kMaxBatchRecords) {
-    return absl::InvalidArgumentError("import: " + std::to_string(rows) +
-                                      " rows in one call; at most " +
-                                      std::to_string(kMaxBatchRecords) + " per atomic batch");
-  }
-  if (dim != spec->dim) {
-    return absl::InvalidArgumentError("import: field " + Quote(field) + " (space " + Quote(spec->space) +
-                                      ") has dim " + std::to_string(spec->dim) +
-                                      ", the data has " + std::to_string(dim) + " columns");
-  }
-  if (data.size() != rows * dim) {
-    return absl::InvalidArgumentError("import: data holds " + std::to_string(data.size()) +
-                                      " floats, expected rows x dim = " +
-                                      std::to_string(rows) + " x " + std::to_string(dim));
-  }
-  if (!options.provenance.collected_at.empty()) {
-    auto t = ParseTimestampMicros(options.provenance.collected_at);
-    if (!t.ok()) return Annotate(t.status(), "import: provenance: collected_at: ");
-  }
-  // Ids obey the same rules as upserted ones (valid UTF-8, no control characters, length).
-  if (auto problem = CheckText(options.id_prefix, /*allow_control=*/false)) {
-    return absl::InvalidArgumentError("import: id prefix " + Quote(options.id_prefix) + ": " +
-                                      *problem);
-  }
-  std::vector<std::string> ids(rows);
-  for (size_t i = 0; i < rows; ++i) {
-    ids[i] = options.id_prefix + std::to_string(static_cast<int64_t>(i) + options.id_offset);
-    if (ids[i].size() > kMaxIdBytes) {
-      return absl::InvalidArgumentError("import: row " + std::to_string(i) + ": id " +
-                                        Quote(ids[i]) + " is longer than " +
-                                        std::to_string(kMaxIdBytes) + " bytes");
+  return impl_->Timed(impl_->telemetry.import, [&]() -> absl::StatusOr<WriteResult> {
+    ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, impl_->Find(name));
+    const Layout& layout = c->layout();
+    const FieldSpec* spec = layout.FindField(field);
+    if (spec == nullptr) {
+      return absl::NotFoundError("import: collection " + Quote(name) + " has no field " + Quote(field));
     }
-  }
-  // Validate every row; cosine rows are normalised into a copy.
-  std::vector<float> normalised;
-  const float* base = data.data();
-  if (spec->metric == Metric::kCosine) normalised.resize(data.size());
-  for (size_t i = 0; i < rows; ++i) {
-    std::span<const float> row = data.subspan(i * dim, dim);
-    RETURN_IF_ERROR(ValidateVector(space, row, "row " + std::to_string(i)));
-    if (spec->metric == Metric::kCosine) {
-      std::copy(row.begin(), row.end(), normalised.begin() + static_cast<ptrdiff_t>(i * dim));
-      NormalizeInPlace(std::span<float>(normalised.data() + i * dim, dim));
+    const Space& space = layout.schema.spaces.at(spec->space);
+    if (rows > kMaxBatchRecords) {
+      return absl::InvalidArgumentError("import: " + std::to_string(rows) +
+                                        " rows in one call; at most " +
+                                        std::to_string(kMaxBatchRecords) + " per atomic batch");
     }
-  }
-  if (spec->metric == Metric::kCosine) base = normalised.data();
-
-  if (rows == 0) {
-    std::lock_guard<std::mutex> lock(c->write_mu);
-    if (c->dropped) return CollectionNotFound(name);
-    return WriteResult{};
-  }
-  WriteResult result;
-  storage::CommitTicket ticket;
-  std::shared_ptr<const Snapshot> staged;
-  {
-    std::lock_guard<std::mutex> lock(c->write_mu);
-    if (c->dropped) return CollectionNotFound(name);
-    RETURN_IF_ERROR(impl_->store->writable());
-    Segment& seg = c->segment();
-    const storage::RecordMeta created_meta{{}, {}, options.provenance};
-    storage::Batch batch;
+    if (dim != spec->dim) {
+      return absl::InvalidArgumentError("import: field " + Quote(field) + " (space " + Quote(spec->space) +
+                                        ") has dim " + std::to_string(spec->dim) +
+                                        ", the data has " + std::to_string(dim) + " columns");
+    }
+    if (data.size() != rows * dim) {
+      return absl::InvalidArgumentError("import: data holds " + std::to_string(data.size()) +
+                                        " floats, expected rows x dim = " +
+                                        std::to_string(rows) + " x " + std::to_string(dim));
+    }
+    if (!options.provenance.collected_at.empty()) {
+      auto t = ParseTimestampMicros(options.provenance.collected_at);
+      if (!t.ok()) return Annotate(t.status(), "import: provenance: collected_at: ");
+    }
+    // Ids obey the same rules as upserted ones (valid UTF-8, no control characters, length).
+    if (auto problem = CheckText(options.id_prefix, /*allow_control=*/false)) {
+      return absl::InvalidArgumentError("import: id prefix " + Quote(options.id_prefix) + ": " +
+                                        *problem);
+    }
+    std::vector<std::string> ids(rows);
     for (size_t i = 0; i < rows; ++i) {
-      auto it = c->row_of.find(ids[i]);
-      batch.PutVector(c->id(), ids[i], spec->id, std::span<const float>(base + i * dim, dim));
-      if (it == c->row_of.end()) {
-        batch.PutMeta(c->id(), ids[i], created_meta);
-        ++result.created;
-      } else if (!options.provenance.empty()) {
-        storage::RecordMeta meta = seg.WriterRow(it->second).meta->meta;
-        meta.provenance = options.provenance;
-        batch.PutMeta(c->id(), ids[i], meta);
+      ids[i] = options.id_prefix + std::to_string(static_cast<int64_t>(i) + options.id_offset);
+      if (ids[i].size() > kMaxIdBytes) {
+        return absl::InvalidArgumentError("import: row " + std::to_string(i) + ": id " +
+                                          Quote(ids[i]) + " is longer than " +
+                                          std::to_string(kMaxIdBytes) + " bytes");
       }
     }
-    RETURN_IF_ERROR(batch.status());
-
-    // Stage the change in memory (visible once durable).
-    std::shared_ptr<const RowMeta> shared_created = MakeRowMeta(layout, created_meta);
-    std::vector<const float*> ptrs(layout.fields.size());
+    // Validate every row; cosine rows are normalised into a copy.
+    std::vector<float> normalised;
+    const float* base = data.data();
+    if (spec->metric == Metric::kCosine) normalised.resize(data.size());
     for (size_t i = 0; i < rows; ++i) {
-      std::fill(ptrs.begin(), ptrs.end(), nullptr);
-      std::shared_ptr<const RowMeta> meta = shared_created;
-      auto it = c->row_of.find(ids[i]);
-      if (it != c->row_of.end()) {
-        // A new row version: the other fields and the metadata are carried over.
-        const size_t old = it->second;
-        for (size_t f = 0; f < ptrs.size(); ++f) ptrs[f] = seg.WriterVector(f, old);
-        meta = seg.WriterRow(old).meta;
-        if (!options.provenance.empty()) {
-          storage::RecordMeta m = meta->meta;
-          m.provenance = options.provenance;
-          meta = MakeRowMeta(layout, std::move(m));
+      std::span<const float> row = data.subspan(i * dim, dim);
+      RETURN_IF_ERROR(ValidateVector(space, row, "row " + std::to_string(i)));
+      if (spec->metric == Metric::kCosine) {
+        std::copy(row.begin(), row.end(), normalised.begin() + static_cast<ptrdiff_t>(i * dim));
+        NormalizeInPlace(std::span<float>(normalised.data() + i * dim, dim));
+      }
+    }
+    if (spec->metric == Metric::kCosine) base = normalised.data();
+
+    if (rows == 0) {
+      std::lock_guard<std::mutex> lock(c->write_mu);
+      if (c->dropped) return CollectionNotFound(name);
+      return WriteResult{};
+    }
+    WriteResult result;
+    storage::CommitTicket ticket;
+    std::shared_ptr<const Snapshot> staged;
+    {
+      std::lock_guard<std::mutex> lock(c->write_mu);
+      if (c->dropped) return CollectionNotFound(name);
+      RETURN_IF_ERROR(impl_->store->writable());
+      Segment& seg = c->segment();
+      const storage::RecordMeta created_meta{{}, {}, options.provenance};
+      storage::Batch batch;
+      for (size_t i = 0; i < rows; ++i) {
+        auto it = c->row_of.find(ids[i]);
+        batch.PutVector(c->id(), ids[i], spec->id, std::span<const float>(base + i * dim, dim));
+        if (it == c->row_of.end()) {
+          batch.PutMeta(c->id(), ids[i], created_meta);
+          ++result.created;
+        } else if (!options.provenance.empty()) {
+          storage::RecordMeta meta = seg.WriterRow(it->second).meta->meta;
+          meta.provenance = options.provenance;
+          batch.PutMeta(c->id(), ids[i], meta);
         }
-        seg.Tombstone(old);
       }
-      ptrs[spec->id] = base + i * dim;
-      const uint64_t hash = IdHash(ids[i]);
-      const size_t row = seg.Append(RowInfo{ids[i], hash, std::move(meta)}, ptrs);
-      c->row_of[ids[i]] = row;
+      RETURN_IF_ERROR(batch.status());
+
+      // Stage the change in memory (visible once durable).
+      std::shared_ptr<const RowMeta> shared_created = MakeRowMeta(layout, created_meta);
+      std::vector<const float*> ptrs(layout.fields.size());
+      for (size_t i = 0; i < rows; ++i) {
+        std::fill(ptrs.begin(), ptrs.end(), nullptr);
+        std::shared_ptr<const RowMeta> meta = shared_created;
+        auto it = c->row_of.find(ids[i]);
+        if (it != c->row_of.end()) {
+          // A new row version: the other fields and the metadata are carried over.
+          const size_t old = it->second;
+          for (size_t f = 0; f < ptrs.size(); ++f) ptrs[f] = seg.WriterVector(f, old);
+          meta = seg.WriterRow(old).meta;
+          if (!options.provenance.empty()) {
+            storage::RecordMeta m = meta->meta;
+            m.provenance = options.provenance;
+            meta = MakeRowMeta(layout, std::move(m));
+          }
+          seg.Tombstone(old);
+        }
+        ptrs[spec->id] = base + i * dim;
+        const uint64_t hash = IdHash(ids[i]);
+        const size_t row = seg.Append(RowInfo{ids[i], hash, std::move(meta)}, ptrs);
+        c->row_of[ids[i]] = row;
+      }
+      staged = impl_->StageWrite(*c, &batch);
+      ASSIGN_OR_RETURN(ticket, impl_->EnqueueWrite(*c, std::move(batch)));
     }
-    staged = impl_->StageWrite(*c, &batch);
-    ASSIGN_OR_RETURN(ticket, impl_->EnqueueWrite(*c, std::move(batch)));
-  }
-  RETURN_IF_ERROR(impl_->AwaitWrite(*c, ticket, std::move(staged)));
-  result.written = static_cast<int64_t>(rows);
-  return result;
+    RETURN_IF_ERROR(impl_->AwaitWrite(*c, ticket, std::move(staged)));
+    result.written = static_cast<int64_t>(rows);
+    return result;
+  });
 }
 
 absl::StatusOr<GetResult> Database::Get(const std::string& name,
                                         const std::vector<std::string>& ids,
                                         bool with_vectors) const {
-  ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, impl_->Find(name));
-  const Layout& layout = c->layout();
-  GetResult result;
-  for (const std::string& id : ids) {
-    if (id.empty() || id.size() > kMaxIdBytes) {
-      result.not_found.push_back(id);
-      continue;
-    }
-    ASSIGN_OR_RETURN(std::optional<storage::StoredRecord> stored,
-                     impl_->store->GetRecord(c->id(), id));
-    if (!stored.has_value()) {
-      result.not_found.push_back(id);
-      continue;
-    }
-    Record rec;
-    rec.id = id;
-    rec.weights = std::move(stored->meta.weights);
-    rec.attributes = std::move(stored->meta.attributes);
-    rec.provenance = std::move(stored->meta.provenance);
-    if (with_vectors) {
-      for (auto& [fid, v] : stored->vectors) {
-        if (fid >= layout.fields.size()) {
-          return absl::DataLossError("collection " + Quote(name) + ": record " + Quote(id) +
-                                     ": vector for unknown field id " + std::to_string(fid));
-        }
-        rec.vectors[layout.fields[fid].name] = std::move(v);
+  return impl_->Timed(impl_->telemetry.get, [&]() -> absl::StatusOr<GetResult> {
+    ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, impl_->Find(name));
+    const Layout& layout = c->layout();
+    GetResult result;
+    for (const std::string& id : ids) {
+      if (id.empty() || id.size() > kMaxIdBytes) {
+        result.not_found.push_back(id);
+        continue;
       }
+      ASSIGN_OR_RETURN(std::optional<storage::StoredRecord> stored,
+                       impl_->store->GetRecord(c->id(), id));
+      if (!stored.has_value()) {
+        result.not_found.push_back(id);
+        continue;
+      }
+      Record rec;
+      rec.id = id;
+      rec.weights = std::move(stored->meta.weights);
+      rec.attributes = std::move(stored->meta.attributes);
+      rec.provenance = std::move(stored->meta.provenance);
+      if (with_vectors) {
+        for (auto& [fid, v] : stored->vectors) {
+          if (fid >= layout.fields.size()) {
+            return absl::DataLossError("collection " + Quote(name) + ": record " + Quote(id) +
+                                       ": vector for unknown field id " + std::to_string(fid));
+          }
+          rec.vectors[layout.fields[fid].name] = std::move(v);
+        }
+      }
+      result.records.push_back(std::move(rec));
     }
-    result.records.push_back(std::move(rec));
-  }
-  return result;
+    return result;
+  });
 }
 
 absl::StatusOr<WriteResult> Database::Delete(const std::string& name,
                                              const std::vector<std::string>& ids) {
-  ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, impl_->Find(name));
-  WriteResult result;
-  storage::CommitTicket ticket;
-  std::shared_ptr<const Snapshot> staged;
-  {
-    std::lock_guard<std::mutex> lock(c->write_mu);
-    if (c->dropped) return CollectionNotFound(name);
-    storage::Batch batch;
-    absl::flat_hash_set<std::string_view> seen;
-    std::vector<size_t> rows;
-    for (const std::string& id : ids) {
-      if (!seen.insert(id).second) continue;  // a repeated id is deleted once.
-      auto it = c->row_of.find(id);
-      if (it == c->row_of.end()) {
-        ++result.not_found;
-        continue;
+  return impl_->Timed(impl_->telemetry.delete_, [&]() -> absl::StatusOr<WriteResult> {
+    ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, impl_->Find(name));
+    WriteResult result;
+    storage::CommitTicket ticket;
+    std::shared_ptr<const Snapshot> staged;
+    {
+      std::lock_guard<std::mutex> lock(c->write_mu);
+      if (c->dropped) return CollectionNotFound(name);
+      storage::Batch batch;
+      absl::flat_hash_set<std::string_view> seen;
+      std::vector<size_t> rows;
+      for (const std::string& id : ids) {
+        if (!seen.insert(id).second) continue;  // a repeated id is deleted once.
+        auto it = c->row_of.find(id);
+        if (it == c->row_of.end()) {
+          ++result.not_found;
+          continue;
+        }
+        batch.DeleteRecord(c->id(), id, c->layout().all_field_ids);
+        rows.push_back(it->second);
       }
-      batch.DeleteRecord(c->id(), id, c->layout().all_field_ids);
-      rows.push_back(it->second);
+      if (rows.empty()) return result;
+      RETURN_IF_ERROR(impl_->store->writable());
+      RETURN_IF_ERROR(batch.status());
+      // Stage the change in memory (visible once durable).
+      for (size_t row : rows) {
+        const std::string& id = c->segment().WriterRow(row).id;
+        c->row_of.erase(id);
+        c->segment().Tombstone(row);
+      }
+      result.written = static_cast<int64_t>(rows.size());
+      staged = impl_->StageWrite(*c, &batch);
+      ASSIGN_OR_RETURN(ticket, impl_->EnqueueWrite(*c, std::move(batch)));
     }
-    if (rows.empty()) return result;
-    RETURN_IF_ERROR(impl_->store->writable());
-    RETURN_IF_ERROR(batch.status());
-    // Stage the change in memory (visible once durable).
-    for (size_t row : rows) {
-      const std::string& id = c->segment().WriterRow(row).id;
-      c->row_of.erase(id);
-      c->segment().Tombstone(row);
-    }
-    result.written = static_cast<int64_t>(rows.size());
-    staged = impl_->StageWrite(*c, &batch);
-    ASSIGN_OR_RETURN(ticket, impl_->EnqueueWrite(*c, std::move(batch)));
-  }
-  RETURN_IF_ERROR(impl_->AwaitWrite(*c, ticket, std::move(staged)));
-  return result;
+    RETURN_IF_ERROR(impl_->AwaitWrite(*c, ticket, std::move(staged)));
+    return result;
+  });
 }
 
 absl::StatusOr<SearchResponse> Database::Search(const std::string& name,
                                                 SearchRequest request) const {
-  const auto start = std::chrono::steady_clock::now();
-  ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, impl_->Find(name));
-  RETURN_IF_ERROR(ValidateAndNormalizeQuery(c->layout().schema, request));
-  std::shared_ptr<const Snapshot> snap = c->segment().snapshot();
-  ASSIGN_OR_RETURN(SearchResponse response,
-                   ExecuteSearch(c->layout(), *snap, request, impl_->pool));
-  response.took_us = std::chrono::duration_cast<std::chrono::microseconds>(
-                         std::chrono::steady_clock::now() - start)
-                         .count();
-  return response;
+  return impl_->Timed(impl_->telemetry.search, [&]() -> absl::StatusOr<SearchResponse> {
+    const auto start = std::chrono::steady_clock::now();
+    ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, impl_->Find(name));
+    RETURN_IF_ERROR(ValidateAndNormalizeQuery(c->layout().schema, request));
+    std::shared_ptr<const Snapshot> snap = c->segment().snapshot();
+    ASSIGN_OR_RETURN(SearchResponse response,
+                     ExecuteSearch(c->layout(), *snap, request, impl_->pool));
+    response.took_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                           std::chrono::steady_clock::now() - start)
+                           .count();
+    return response;
+  });
 }
 
 absl::StatusOr<std::vector<SearchResponse>> Database::SearchBatch(
     const std::string& name, std::vector<SearchRequest> requests) const {
-  ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, impl_->Find(name));
-  for (size_t i = 0; i < requests.size(); ++i) {
-    absl::Status s = ValidateAndNormalizeQuery(c->layout().schema, requests[i]);
-    if (!s.ok()) return Annotate(s, "query " + std::to_string(i) + ": ");
-  }
-  // One snapshot for the whole batch: every query sees the same data.
-  std::shared_ptr<const Snapshot> snap = c->segment().snapshot();
-  const Layout& layout = c->layout();
-  using Clock = std::chrono::steady_clock;
-  auto micros = [](Clock::duration d) {
-    return std::chrono::duration_cast<std::chrono::microseconds>(d).count();
-  };
-  std::vector<SearchResponse> out(requests.size());
-  // Single-field ip / cosine queries without a filter, grouped by field: each group of up to
-  // kMaxQueryGroup is scored in one pass over the field's vectors (the data is read once for all
-  // of them instead of once per query), then fused and ranked one by one as usual.
-  std::map<size_t, std::vector<size_t>> groups;  // field id -> request indices.
-  std::vector<size_t> singles;
-  for (size_t i = 0; i < requests.size(); ++i) {
-    if (GroupableQuery(layout, requests[i])) {
-      groups[layout.field_index.at(requests[i].inputs[0].fields[0])].push_back(i);
-    } else {
-      singles.push_back(i);
+  return impl_->Timed(impl_->telemetry.search_batch, [&]() -> absl::StatusOr<std::vector<SearchResponse>> {
+    ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, impl_->Find(name));
+    for (size_t i = 0; i < requests.size(); ++i) {
+      absl::Status s = ValidateAndNormalizeQuery(c->layout().schema, requests[i]);
+      if (!s.ok()) return Annotate(s, "query " + std::to_string(i) + ": ");
     }
-  }
-  const size_t row_slots = snap->num_pages() * kPageRows;
-  for (const auto& [field, members] : groups) {
-    const FieldSpec& spec = layout.fields[field];
-    for (size_t g0 = 0; g0 < members.size(); g0 += kMaxQueryGroup) {
+    // One snapshot for the whole batch: every query sees the same data.
+    std::shared_ptr<const Snapshot> snap = c->segment().snapshot();
+    const Layout& layout = c->layout();
+    using Clock = std::chrono::steady_clock;
+    auto micros = [](Clock::duration d) {
+      return std::chrono::duration_cast<std::chrono::microseconds>(d).count();
+    };
+    std::vector<SearchResponse> out(requests.size());
+    // Single-field ip / cosine queries without a filter, grouped by field: each group of up to
+    // kMaxQueryGroup is scored in one pass over the field's vectors (the data is read once for all
+    // of them instead of once per query), then fused and ranked one by one as usual.
+    std::map<size_t, std::vector<size_t>> groups;  // field id -> request indices.
+    std::vector<size_t> singles;
+    for (size_t i = 0; i < requests.size(); ++i) {
+      if (GroupableQuery(layout, requests[i])) {
+        groups[layout.field_index.at(requests[i].inputs[0].fields[0])].push_back(i);
+      } else {
+        singles.push_back(i);
+      }
+    }
+    const size_t row_slots = snap->num_pages() * kPageRows;
+    for (const auto& [field, members] : groups) {
+      const FieldSpec& spec = layout.fields[field];
+      for (size_t g0 = 0; g0 < members.size(); g0 += kMaxQueryGroup) {
+        const auto start = Clock::now();
+        const size_t nq = std::min(kMaxQueryGroup, members.size() - g0);
+        std::vector<float> queries(nq * spec.dim);
+        std::vector<std::vector<float>> raw(nq, std::vector<float>(row_slots));
+        std::vector<float*> raw_ptrs(nq);
+        for (size_t q = 0; q < nq; ++q) {
+          const std::vector<float>& v = requests[members[g0 + q]].inputs[0].vector;
+          std::copy(v.begin(), v.end(), queries.begin() + static_cast<ptrdiff_t>(q * spec.dim));
+          raw_ptrs[q] = raw[q].data();
+        }
+        if (row_slots > 0) ScoreFieldGroup(*snap, spec, queries.data(), nq, raw_ptrs, impl_->pool);
+        // Each query is charged an equal share of the shared scoring pass.
+        const int64_t shared_us = micros(Clock::now() - start) / static_cast<int64_t>(nq);
+        for (size_t q = 0; q < nq; ++q) {
+          const size_t i = members[g0 + q];
+          const auto own = Clock::now();
+          auto r = ExecuteSearch(layout, *snap, requests[i], impl_->pool, raw_ptrs[q]);
+          if (!r.ok()) return Annotate(r.status(), "query " + std::to_string(i) + ": ");
+          r->took_us = shared_us + micros(Clock::now() - own);
+          out[i] = std::move(*r);
+        }
+      }
+    }
+    for (size_t i : singles) {
       const auto start = Clock::now();
-      const size_t nq = std::min(kMaxQueryGroup, members.size() - g0);
-      std::vector<float> queries(nq * spec.dim);
-      std::vector<std::vector<float>> raw(nq, std::vector<float>(row_slots));
-      std::vector<float*> raw_ptrs(nq);
-      for (size_t q = 0; q < nq; ++q) {
-        const std::vector<float>& v = requests[members[g0 + q]].inputs[0].vector;
-        std::copy(v.begin(), v.end(), queries.begin() + static_cast<ptrdiff_t>(q * spec.dim));
-        raw_ptrs[q] = raw[q].data();
-      }
-      if (row_slots > 0) ScoreFieldGroup(*snap, spec, queries.data(), nq, raw_ptrs, impl_->pool);
-      // Each query is charged an equal share of the shared scoring pass.
-      const int64_t shared_us = micros(Clock::now() - start) / static_cast<int64_t>(nq);
-      for (size_t q = 0; q < nq; ++q) {
-        const size_t i = members[g0 + q];
-        const auto own = Clock::now();
-        auto r = ExecuteSearch(layout, *snap, requests[i], impl_->pool, raw_ptrs[q]);
-        if (!r.ok()) return Annotate(r.status(), "query " + std::to_string(i) + ": ");
-        r->took_us = shared_us + micros(Clock::now() - own);
-        out[i] = std::move(*r);
-      }
+      auto r = ExecuteSearch(layout, *snap, requests[i], impl_->pool);
+      if (!r.ok()) return Annotate(r.status(), "query " + std::to_string(i) + ": ");
+      r->took_us = micros(Clock::now() - start);
+      out[i] = std::move(*r);
     }
-  }
-  for (size_t i : singles) {
-    const auto start = Clock::now();
-    auto r = ExecuteSearch(layout, *snap, requests[i], impl_->pool);
-    if (!r.ok()) return Annotate(r.status(), "query " + std::to_string(i) + ": ");
-    r->took_us = micros(Clock::now() - start);
-    out[i] = std::move(*r);
-  }
-  return out;
+    return out;
+  });
 }
 
 std::string Database::KernelBackend() const {
@@ -640,5 +666,25 @@ std::string Database::KernelBackend() const {
 }
 
 const std::string& Database::path() const { return impl_->store->path(); }
+
+DatabaseStats Database::Stats() const {
+  DatabaseStats out;
+  const Impl::Telemetry& t = impl_->telemetry;
+  out.uptime_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t.opened).count();
+  {
+    std::shared_lock<std::shared_mutex> lock(impl_->map_mu);
+    out.collections = static_cast<int64_t>(impl_->collections.size());
+    for (const auto& [name, c] : impl_->collections) {
+      out.records += c->segment().snapshot()->live_records;
+    }
+  }
+  out.operations = {t.search.Summary("search"), t.search_batch.Summary("search_batch"),
+                    t.upsert.Summary("upsert"), t.import.Summary("import"),
+                    t.get.Summary("get"),       t.delete_.Summary("delete")};
+  const storage::CommitStats commits = impl_->store->commit_stats();
+  out.commit_batches = commits.batches;
+  out.commit_groups = commits.groups;
+  return out;
+}
 
 }  // namespace rosetta::engine

@@ -139,6 +139,12 @@ class Database {
   absl::StatusOr<std::vector<SearchResponse>> SearchBatch(const std::string& name,
                                                           std::vector<SearchRequest> requests) const;
 
+  // Telemetry since Open: per public operation (search, search_batch, upsert, import, get,
+  // delete, in that order) the count, errors and latency percentiles measured around the whole
+  // call (validation, the wait for durability and the publication included); the group-commit
+  // counters; collections and live records. Cheap (reads counters); callable from any thread.
+  DatabaseStats Stats() const;
+
   // Name of the CPU kernel backend in use ("avx512" | "avx2" | "scalar").
   std::string KernelBackend() const;
   const std::string& path() const;

@@ -200,6 +200,33 @@ struct CollectionInfo {
   std::vector<CalibrationStats> calibration;     // one entry per (modality, field) pair.
 };
 
+// Latency telemetry of one kind of operation since the process started (engine/telemetry.h):
+// percentiles are within 6.25 % (log-linear histogram buckets), in microseconds.
+struct LatencyStats {
+  std::string operation;  // e.g. "search", "upsert"; server requests: "request.search".
+  int64_t count = 0;      // operations completed, failed ones included.
+  int64_t errors = 0;     // of which failed (returned a non-OK status).
+  double mean_us = 0, p50_us = 0, p90_us = 0, p99_us = 0, max_us = 0;
+};
+
+// Counters of a database (and, through a server, of the server) since it was opened.
+struct DatabaseStats {
+  double uptime_s = 0;
+  int64_t collections = 0;
+  int64_t records = 0;                  // live records, all collections.
+  std::vector<LatencyStats> operations;  // engine operations, in a fixed order (see docs/cli.md).
+  int64_t commit_batches = 0;           // write batches made durable (or failed)...
+  int64_t commit_groups = 0;            // ...in this many WAL writes (each one fsync).
+  // Server only (absent / zero in embedded mode): per request type, from a complete request frame
+  // to its reply handed to the socket, and the transport's counters.
+  std::vector<LatencyStats> requests;
+  int64_t connections_open = 0;
+  int64_t connections_accepted = 0;
+  int64_t connections_refused = 0;
+  int64_t bytes_received = 0;
+  int64_t bytes_sent = 0;
+};
+
 struct WriteResult {
   int64_t written = 0;  // records written (upsert) or vectors set (import) or records deleted.
   int64_t created = 0;  // records that did not exist before (upsert / import).
