@@ -1,11 +1,22 @@
 // Implementation notes (the contract is in server.h).
 //
-// Shape: one io_context run by the I/O threads; an acceptor on its own strand; per connection a
-// strand carrying two coroutines, ServeConnection (the frame loop) and Watchdog (deadlines). All
-// state of a Connection is touched only on its strand, except the registry in Server::Impl
-// (mutex) and the counters (atomics). Session::OnFrame runs on the worker thread_pool through
-// co_spawn(..., use_awaitable), which resumes the frame loop on the connection's strand when the
-// call returns; the strand therefore never runs engine code.
+// Shape: one io_context run by io_threads + worker_threads threads; an acceptor on its own
+// strand; per connection a strand carrying two coroutines, ServeConnection (the frame loop) and
+// Watchdog (deadlines). All state of a Connection is touched only on its strand, except the
+// registry in Server::Impl (mutex) and the counters (atomics).
+//
+// Session calls run inline, in the frame loop, on the thread that read the frame, once the frame
+// holds one of worker_threads session slots (a FIFO semaphore). Why not a separate worker pool:
+// a hand-off to a pool thread and back to the connection's strand costs two wake-ups of sleeping
+// threads per request, and on a small (2-vCPU, virtualised) machine each wake-up measured 25 to
+// 45 us, more than the protocol's whole remaining cost (bench/results/2026-11-25-server-latency).
+// Running inline, a request costs only the two wake-ups no server can avoid (the server thread
+// waiting in epoll, then the client). Why other connections are still never stalled: at most
+// worker_threads threads are inside session calls at any moment, and the io_context has
+// io_threads threads more than that, so at least io_threads threads are always free to run the
+// reactor, other connections' reads and writes, deadlines and the accept loop. While one thread
+// runs a session call, Asio's scheduler hands the reactor to an idle thread (it wakes one
+// whenever work remains queued), which is the leader/followers pattern.
 //
 // Deadlines: Asio 1.26 has no cancel_after, so each connection has one steady_timer driven by a
 // watchdog coroutine (the pattern of Asio's echo_server_with_deadline example, with error codes
@@ -13,13 +24,19 @@
 // watchdog marks the connection `expired` and cancels the socket's pending operation, which
 // then completes with operation_aborted; the frame loop checks `expired` after every await and
 // answers with the error that fits the phase it was in. Setting a later deadline costs nothing
-// (the watchdog re-arms when its timer fires); only an earlier one wakes it.
+// (the watchdog re-arms when its timer fires); only an earlier one wakes it. The watchdog never
+// sleeps more than frame_deadline ahead (an idle connection's timer fires every frame_deadline
+// to re-arm), so that the frame and write deadlines, now + frame_deadline, are never earlier
+// than the armed time: a frame then costs no timer cancellation and re-arm (a timerfd update
+// and a watchdog run on the strand, between the length prefix and the body).
 //
-// Budget: ByteBudget is a FIFO async semaphore over bytes. FIFO so that a large frame waiting
-// for budget is not starved by a stream of small ones; the price is that small frames queue
-// behind it, which is the point of a budget.
+// Budget: a FifoSemaphore over bytes. FIFO so that a large frame waiting for budget is not
+// starved by a stream of small ones; the price is that small frames queue behind it, which is
+// the point of a budget. The session slots are a FifoSemaphore of worker_threads units: FIFO so
+// that frames waiting for a slot are served in arrival order.
 #include "net/server.h"
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <condition_variable>
@@ -43,7 +60,6 @@
 #include <boost/asio/read.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
-#include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
@@ -93,12 +109,13 @@ bool IsLoopback(const asio::ip::address& address) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// ByteBudget: a FIFO asynchronous semaphore counting bytes. Thread-safe.
-class ByteBudget {
+// FifoSemaphore: a FIFO asynchronous semaphore counting units (bytes of the in-flight budget, or
+// session slots). Thread-safe.
+class FifoSemaphore {
  public:
   using Handler = asio::any_completion_handler<void(ErrorCode)>;
 
-  explicit ByteBudget(size_t capacity) : capacity_(capacity), available_(capacity) {}
+  explicit FifoSemaphore(size_t capacity) : capacity_(capacity), available_(capacity) {}
 
   size_t capacity() const { return capacity_; }
 
@@ -193,10 +210,10 @@ class ByteBudget {
   std::deque<Waiter> waiters_;
 };
 
-// Bytes held from a ByteBudget, returned on destruction (every exit path of the frame loop).
+// Units held from a FifoSemaphore, returned on destruction (every exit path of the frame loop).
 class BudgetLease {
  public:
-  explicit BudgetLease(ByteBudget* budget) : budget_(budget) {}
+  explicit BudgetLease(FifoSemaphore* budget) : budget_(budget) {}
   ~BudgetLease() { Release(); }
   BudgetLease(const BudgetLease&) = delete;
   BudgetLease& operator=(const BudgetLease&) = delete;
@@ -207,14 +224,14 @@ class BudgetLease {
   }
 
  private:
-  ByteBudget* budget_;
+  FifoSemaphore* budget_;
   size_t bytes_ = 0;
 };
 
 enum class Phase {
   kIdle,     // waiting for the first byte of a frame.
   kFrame,    // reading a frame (length prefix or body).
-  kBusy,     // waiting for budget or for the session; no socket operation pending.
+  kBusy,     // waiting for budget or a session slot, or in the session; no socket operation.
   kWriting,  // writing a reply.
   kClosing,  // error frame / lingering close.
 };
@@ -229,14 +246,14 @@ struct Server::Impl {
        size_t worker_thread_count)
       : options(opts),
         factory(f),
-        io(static_cast<int>(io_thread_count)),
+        io(static_cast<int>(io_thread_count + worker_thread_count)),
         work_guard(asio::make_work_guard(io)),
         accept_strand(asio::make_strand(io)),
         acceptor(accept_strand),
         accept_backoff(accept_strand),
-        workers(worker_thread_count),
+        slots(worker_thread_count),
         budget(opts.inflight_budget_bytes),
-        io_threads(io_thread_count) {}
+        thread_count(io_thread_count + worker_thread_count) {}
 
   void Log(std::string_view line) const {
     if (options.log) options.log(line);
@@ -255,10 +272,10 @@ struct Server::Impl {
   asio::strand<asio::io_context::executor_type> accept_strand;
   tcp::acceptor acceptor;
   asio::steady_timer accept_backoff;
-  asio::thread_pool workers;
-  ByteBudget budget;
+  FifoSemaphore slots;  // session calls running at once: at most worker_threads.
+  FifoSemaphore budget;
   Endpoint bound;
-  size_t io_threads;
+  size_t thread_count;  // io_threads + worker_threads, all running `io`.
   std::vector<std::thread> threads;
 
   // Registry of live connections (served and being refused), for Stop().
@@ -281,6 +298,8 @@ struct Server::Impl {
   std::atomic<uint64_t> frames_served{0};
   std::atomic<uint64_t> budget_waiters{0};
   std::atomic<uint64_t> budget_waits{0};
+  std::atomic<uint64_t> slot_waiters{0};
+  std::atomic<uint64_t> slot_waits{0};
 };
 
 namespace {
@@ -335,6 +354,10 @@ struct Connection {
   bool expired = false;  // the deadline passed; the pending socket operation was cancelled.
   bool stop_requested = false;
   bool finished = false;
+  // Set by Stop() (any thread) when the grace has run out: a session call running on the strand
+  // cannot be interrupted, so the frame loop checks this when the call returns and closes
+  // without writing the reply. ForceClose, posted to the strand, closes the socket.
+  std::atomic<bool> force_closed{false};
 };
 
 std::string Ms(std::chrono::milliseconds d) { return absl::StrCat(d.count(), " ms"); }
@@ -353,7 +376,8 @@ asio::awaitable<void> Watchdog(std::shared_ptr<Connection> conn) {
       ErrorCode ignored;
       conn->socket.cancel(ignored);
     }
-    conn->armed = conn->expired ? Clock::time_point::max() : conn->deadline;
+    const Clock::time_point horizon = Clock::now() + conn->server->options.frame_deadline;
+    conn->armed = conn->expired ? Clock::time_point::max() : std::min(conn->deadline, horizon);
     conn->timer.expires_at(conn->armed);
     auto [ec] = co_await conn->timer.async_wait(kUseTuple);
     (void)ec;  // woken early (operation_aborted) or on time: either way re-check.
@@ -389,17 +413,17 @@ asio::awaitable<void> SendErrorAndClose(std::shared_ptr<Connection> conn, absl::
   co_await LingerClose(conn, std::move(body));
 }
 
-// Runs on a worker thread.
-asio::awaitable<Reply> CallSession(Session* session, std::string_view body,
-                                   Server::Impl* server, std::string peer) {
+// Runs inline on the connection's strand, holding a session slot.
+Reply CallSession(Session* session, std::string_view body, Server::Impl* server,
+                  const std::string& peer) {
   try {
-    co_return session->OnFrame(body);
+    return session->OnFrame(body);
   } catch (const std::exception& e) {
     server->Log(absl::StrCat(peer, ": session threw (closing the connection): ", e.what()));
   } catch (...) {
     server->Log(absl::StrCat(peer, ": session threw a non-standard exception (closing)"));
   }
-  co_return Reply{server->factory->ErrorFrame(absl::InternalError("internal error")), true};
+  return Reply{server->factory->ErrorFrame(absl::InternalError("internal error")), true};
 }
 
 void LogReadError(const Connection& conn, const ErrorCode& ec, std::string_view where) {
@@ -517,14 +541,25 @@ asio::awaitable<void> ServeFrames(std::shared_ptr<Connection> conn) {
       }
     }
 
-    // 6. Hand the body to the session on a worker; resume here on the connection's strand.
+    // 6. Take a session slot (at most worker_threads calls at once; see the file comment),
+    //    then call the session right here, on this thread: no hand-off, no wake-up.
     conn->phase = Phase::kBusy;
     conn->ClearDeadline();
-    Reply reply = co_await asio::co_spawn(
-        server.workers.get_executor(),
-        CallSession(conn->session.get(), std::string_view(body.get(), length), &server,
-                    conn->peer),
-        asio::use_awaitable);
+    if (!server.slots.TryAcquire(1)) {
+      server.slot_waiters.fetch_add(1, std::memory_order_relaxed);
+      server.slot_waits.fetch_add(1, std::memory_order_relaxed);
+      auto [ec6] = co_await server.slots.AsyncAcquire(1, conn->socket.get_executor(), kUseTuple);
+      server.slot_waiters.fetch_sub(1, std::memory_order_relaxed);
+      if (ec6) co_return;  // stopping.
+    }
+    Reply reply;
+    {
+      BudgetLease slot(&server.slots);
+      slot.Hold(1);
+      reply = CallSession(conn->session.get(), std::string_view(body.get(), length), &server,
+                          conn->peer);
+    }
+    if (conn->force_closed.load(std::memory_order_acquire)) co_return;  // Stop's grace ran out.
     body.reset();
     if (reply.body.size() > UINT32_MAX) {
       server.Log(absl::StrCat(conn->peer, ": reply of ", reply.body.size(),
@@ -698,7 +733,9 @@ void Server::Impl::StopImpl() {
                      Ms(options.stop_grace), "; closing them"));
     lock.unlock();
     budget.Shutdown();
+    slots.Shutdown();  // frames still waiting for a session slot give up.
     for (auto& conn : live) {
+      conn->force_closed.store(true, std::memory_order_release);
       asio::post(conn->socket.get_executor(), [conn] { conn->ForceClose(); });
     }
     live.clear();
@@ -708,6 +745,7 @@ void Server::Impl::StopImpl() {
   }
   lock.unlock();
   budget.Shutdown();
+  slots.Shutdown();
 
   // 3. Let the I/O threads run out of work (watchdogs and the accept loop end by themselves);
   //    stop the io_context only if something unexpected is still pending after a second.
@@ -721,7 +759,6 @@ void Server::Impl::StopImpl() {
   }
   for (std::thread& t : threads) t.join();
   threads.clear();
-  workers.join();
 
   {
     std::lock_guard<std::mutex> stop_lock(stop_mu);
@@ -843,6 +880,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   const size_t io_count = options.io_threads > 0 ? options.io_threads : (hw <= 4 ? 1 : 2);
   const size_t worker_count = options.worker_threads > 0 ? options.worker_threads : hw;
   auto impl = std::make_unique<Impl>(options, factory, io_count, worker_count);
+  const size_t thread_count = impl->thread_count;
 
   const tcp::endpoint endpoint(address, options.port);
   auto fail = [&](std::string_view what) {
@@ -866,10 +904,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
                  [raw](std::exception_ptr e) { LogException(raw, e); });
   {
     std::lock_guard<std::mutex> lock(raw->stop_mu);
-    raw->io_threads_running = io_count;
+    raw->io_threads_running = thread_count;
   }
   try {
-    for (size_t i = 0; i < io_count; ++i) {
+    for (size_t i = 0; i < thread_count; ++i) {
       raw->threads.emplace_back([raw] {
         // Handlers never throw by design (error codes, caught coroutine boundaries); the loop
         // keeps a stray exception from taking the process down.
@@ -893,7 +931,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   } catch (const std::system_error& e) {
     {
       std::lock_guard<std::mutex> lock(raw->stop_mu);
-      raw->io_threads_running -= io_count - raw->threads.size();
+      raw->io_threads_running -= thread_count - raw->threads.size();
     }
     raw->StopImpl();
     return absl::ResourceExhaustedError(absl::StrCat("server: cannot start threads: ", e.what()));
@@ -922,6 +960,8 @@ ServerStats Server::stats() const {
   s.frames_served = impl_->frames_served.load(std::memory_order_relaxed);
   s.budget_waiters = impl_->budget_waiters.load(std::memory_order_relaxed);
   s.budget_waits = impl_->budget_waits.load(std::memory_order_relaxed);
+  s.slot_waiters = impl_->slot_waiters.load(std::memory_order_relaxed);
+  s.slot_waits = impl_->slot_waits.load(std::memory_order_relaxed);
   s.inflight_bytes = impl_->budget.in_use();
   return s;
 }

@@ -7,12 +7,22 @@
 // writes back as one frame.
 //
 // Threads and ordering
-//   - `io_threads` threads run the sockets; each connection is a coroutine on its own strand.
-//   - Session::OnFrame runs on a separate pool of `worker_threads` threads, never on an I/O
-//     thread, so a slow engine call never delays other connections' I/O.
+//   - The server runs `io_threads + worker_threads` threads, all serving the sockets; each
+//     connection is a coroutine on its own strand.
+//   - Session::OnFrame is called on the thread that read the frame (no hand-off to another
+//     thread, which would cost a wake-up of a sleeping thread each way: the bulk of the latency
+//     the server added to a small request before), but only while the frame holds one of
+//     `worker_threads` session slots. A frame arriving when all slots are taken waits, without
+//     blocking any thread, for the next free slot (FIFO, in arrival order).
+//   - The guarantee that a slow Session call never stalls other connections holds by
+//     construction: at most `worker_threads` threads are inside Session calls at any moment, so
+//     at least `io_threads` threads are always free to read and write other connections, enforce
+//     deadlines and accept (and refuse) connections. Other connections' frames may of course
+//     wait for a session slot when all are busy with slow calls, as they would wait for a worker.
 //   - Per connection, frames are handled strictly one at a time in arrival order: the next frame
 //     is not read before the previous reply has been written. A client may pipeline; its frames
 //     wait in the socket (TCP flow control then slows the client down).
+//   - Sockets have TCP_NODELAY set (replies are written as one gathered write: no Nagle delay).
 //
 // Limits (all per ServerOptions; each violation is answered with an error frame built by
 // SessionFactory::ErrorFrame, then the connection is closed):
@@ -84,11 +94,14 @@ struct ServerOptions {
   // beyond loopback. Default: false.
   bool auth_configured = false;
 
-  // Threads running socket I/O. 0 = automatic: 1 on machines with at most 4 hardware threads,
-  // else 2 (the I/O threads only move bytes; the work is on the workers). Default: 0.
+  // Threads kept free for socket I/O whatever the sessions do: the server runs io_threads +
+  // worker_threads threads and at most worker_threads of them are in Session calls at once
+  // (see "Threads and ordering"). 0 = automatic: 1 on machines with at most 4 hardware
+  // threads, else 2. Default: 0.
   size_t io_threads = 0;
 
-  // Threads running Session::OnFrame (engine calls). 0 = the hardware concurrency. Default: 0.
+  // Session::OnFrame calls (engine calls) running at once, at most; as many more threads are
+  // started. 0 = the hardware concurrency. Default: 0.
   size_t worker_threads = 0;
 
   // Open connections at most; further connections are refused with an error frame. Default: 1024.
@@ -139,6 +152,8 @@ struct ServerStats {
   uint64_t frames_served = 0;         // replies written.
   uint64_t budget_waiters = 0;        // connections now waiting for in-flight budget.
   uint64_t budget_waits = 0;          // times a connection had to wait for budget, ever.
+  uint64_t slot_waiters = 0;          // frames now waiting for a session slot.
+  uint64_t slot_waits = 0;            // times a frame had to wait for a session slot, ever.
   uint64_t inflight_bytes = 0;        // budget bytes held now.
 };
 
@@ -171,9 +186,10 @@ class Server {
 
   // Graceful stop, in the order of Seastar's http_server::stop(): stop accepting; close idle
   // connections; let every frame already started finish (read, handled, reply written) for up
-  // to options.stop_grace; then close the remaining connections forcibly; wait for Session calls
-  // still running on workers (an engine call is never interrupted, so this last wait is as long
-  // as the slowest call); join all threads. Idempotent and thread-safe; must not be called from
+  // to options.stop_grace; then close the remaining connections forcibly (frames waiting for a
+  // session slot are dropped; a connection whose Session call is still running is closed, its
+  // reply dropped, when the call returns: an engine call is never interrupted, so this last
+  // wait is as long as the slowest call); join all threads. Idempotent and thread-safe; must not be called from
   // a Session callback or an I/O thread. Closing storage is the caller's next step.
   void Stop();
 

@@ -3,8 +3,10 @@
 //
 // The transport owns connections and frames. For each connection it creates one Session; for each
 // complete frame body read from that connection (the bytes after the 4-byte little-endian length
-// prefix) it calls Session::OnFrame, on a worker thread (never an I/O thread), one frame at a time
-// per connection, in arrival order, and writes the returned reply as one frame.
+// prefix) it calls Session::OnFrame, one frame at a time per connection, in arrival order, and
+// writes the returned reply as one frame. OnFrame runs on one of the server's threads, with at
+// most ServerOptions::worker_threads calls running at once (net/server.h "Threads and
+// ordering" explains why that never stalls other connections); it may block (engine calls do).
 //
 // Transport-level failures (oversized length prefix, frame deadline exceeded, connection cap)
 // are answered by the transport itself with Session-independent error frames built by

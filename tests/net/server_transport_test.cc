@@ -648,6 +648,59 @@ TEST_F(ServerTest, SlowSessionCallDoesNotStallOtherConnections) {
   EXPECT_EQ(slow->ReadFrame(), std::optional<std::string>("echo:queued"));
 }
 
+// Session calls run on the thread that read their frame, at most worker_threads at once; the
+// io_threads extra threads keep the sockets going even when every session slot is held by a
+// call that does not return (net/server.h "Threads and ordering").
+TEST_F(ServerTest, AllSessionSlotsBusyStillLeavesIoRunning) {
+  ServerOptions o = TestOptions();  // 1 I/O thread, 2 session slots.
+  o.frame_deadline = milliseconds(300);
+  o.max_connections = 4;
+  StartServer(o);
+  auto a = Connect();
+  auto b = Connect();
+  auto queued = Connect();
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  ASSERT_NE(queued, nullptr);
+  ASSERT_TRUE(a->SendFrame("block"));
+  ASSERT_TRUE(b->SendFrame("block"));
+  ASSERT_TRUE(WaitFor([&] { return factory_.blocked() == 2; }));
+  // A third frame waits for a slot, without failing and without blocking a thread.
+  ASSERT_TRUE(queued->SendFrame("queued"));
+  ASSERT_TRUE(WaitFor([&] { return server_->stats().slot_waiters == 1; }));
+  EXPECT_FALSE(queued->Readable());
+
+  // The I/O thread is free: a trickling client is cut off by the frame deadline...
+  auto loris = Connect();
+  ASSERT_NE(loris, nullptr);
+  ASSERT_TRUE(loris->SendRaw(LengthPrefix(100) + "partial"));
+  EXPECT_EQ(loris->ReadFrame(),
+            std::optional<std::string>("error:DEADLINE_EXCEEDED:frame not received within 300 ms "
+                                       "(the whole frame, length prefix and body, must arrive "
+                                       "within the frame deadline)"));
+  EXPECT_TRUE(loris->ReadsEof());
+  // ...and a connection over the cap is refused with its error frame.
+  ASSERT_TRUE(WaitFor([&] { return server_->stats().connections_open == 3; }));
+  auto extra = Connect();
+  ASSERT_NE(extra, nullptr);
+  auto over = Connect();
+  ASSERT_NE(over, nullptr);
+  EXPECT_EQ(over->ReadFrame(),
+            std::optional<std::string>("error:RESOURCE_EXHAUSTED:too many connections (limit "
+                                       "4); try again later"));
+  EXPECT_FALSE(a->Readable());
+  EXPECT_FALSE(b->Readable());
+
+  factory_.OpenGate();
+  EXPECT_EQ(a->ReadFrame(), std::optional<std::string>("unblocked:5"));
+  EXPECT_EQ(b->ReadFrame(), std::optional<std::string>("unblocked:5"));
+  EXPECT_EQ(queued->ReadFrame(), std::optional<std::string>("echo:queued"));
+  EXPECT_GE(server_->stats().slot_waits, 1u);
+  EXPECT_EQ(server_->stats().slot_waiters, 0u);
+  ASSERT_TRUE(extra->SendFrame("after"));
+  EXPECT_EQ(extra->ReadFrame(), std::optional<std::string>("echo:after"));
+}
+
 TEST_F(ServerTest, ThirtyTwoConcurrentConnections) {
   ServerOptions o = TestOptions();
   o.io_threads = 2;
@@ -756,6 +809,34 @@ TEST_F(ServerTest, StopClosesAStalledFrameAfterTheGrace) {
   ASSERT_EQ(waiter.wait_for(std::chrono::seconds(20)), std::future_status::ready);
   EXPECT_TRUE(c->ReadsEof());
   EXPECT_EQ(server_->stats().connections_open, 0u);
+}
+
+// After the grace: a frame still waiting for a session slot is dropped and its connection
+// closed at once; a connection whose session call is still running is closed, without its reply,
+// when the call returns (a call is never interrupted), and Stop waits for that.
+TEST_F(ServerTest, StopAfterTheGraceDropsFramesWaitingForASlotAndUnsentReplies) {
+  ServerOptions o = TestOptions();
+  o.worker_threads = 1;
+  o.stop_grace = milliseconds(200);
+  StartServer(o);
+  auto busy = Connect();
+  auto waiting = Connect();
+  ASSERT_NE(busy, nullptr);
+  ASSERT_NE(waiting, nullptr);
+  ASSERT_TRUE(busy->SendFrame("block"));
+  ASSERT_TRUE(WaitFor([&] { return factory_.blocked() == 1; }));
+  ASSERT_TRUE(waiting->SendFrame("w"));
+  ASSERT_TRUE(WaitFor([&] { return server_->stats().slot_waiters == 1; }));
+  auto stopped = std::async(std::launch::async, [&] { server_->Stop(); });
+  // The waiting frame is dropped after the grace, while the call still blocks.
+  EXPECT_EQ(waiting->ReadFrame(), std::nullopt);
+  EXPECT_EQ(factory_.blocked(), 1);
+  EXPECT_EQ(stopped.wait_for(std::chrono::seconds(0)), std::future_status::timeout);
+  factory_.OpenGate();
+  EXPECT_EQ(busy->ReadFrame(), std::nullopt);  // closed without the reply.
+  ASSERT_EQ(stopped.wait_for(std::chrono::seconds(20)), std::future_status::ready);
+  EXPECT_EQ(server_->stats().connections_open, 0u);
+  EXPECT_EQ(server_->stats().slot_waiters, 0u);
 }
 
 TEST_F(ServerTest, StopIsIdempotent) {
