@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
 #include <exception>
 #include <mutex>
 #include <new>
@@ -126,38 +127,20 @@ class TcpTransport final : public FrameTransport {
     // caller should see, not the broken pipe of the unfinished write.
     bool write_done = false;
     boost::system::error_code write_ec;
-    bool read_done = false;
-    boost::system::error_code read_ec;
-    absl::Status read_status;
-    std::array<unsigned char, kFrameHeaderBytes> reply_header;
-    std::string reply;
     asio::async_write(socket_, out, [&](const boost::system::error_code& ec, size_t) {
       write_done = true;
       write_ec = ec;
     });
-    asio::async_read(
-        socket_, asio::buffer(reply_header), [&](const boost::system::error_code& ec, size_t) {
-          if (ec) {
-            read_done = true;
-            read_ec = ec;
-            return;
-          }
-          const uint32_t length = DecodeFrameLength(reply_header.data());
-          absl::Status s = CheckFrameLength(length, max_reply_bytes);
-          if (!s.ok()) {
-            read_done = true;
-            read_status = absl::InternalError(
-                absl::StrCat("malformed reply from ", name_, ": ", s.message()));
-            return;
-          }
-          reply.resize(length);
-          asio::async_read(socket_, asio::buffer(reply.data(), reply.size()),
-                           [&](const boost::system::error_code& ec2, size_t) {
-                             read_done = true;
-                             read_ec = ec2;
-                           });
-        });
-    if (!RunUntil(deadline, [&] { return read_done; })) {
+    ReplyRead read{max_reply_bytes};
+    bool finished = false;
+    try {
+      ReadReply(&read);
+      finished = RunUntil(deadline, [&] { return read.done; });
+    } catch (...) {
+      Close();  // runs the pending handlers while the locals they point to still exist.
+      throw;
+    }
+    if (!finished) {
       Close();
       return absl::DeadlineExceededError(absl::StrCat("no reply from ", name_, " within ",
                                                       timeout_.count(), " ms"));
@@ -166,21 +149,83 @@ class TcpTransport final : public FrameTransport {
       // Answered before the request was sent whole: the stream is out of step from here on.
       Close();
     }
-    if (!read_status.ok()) {
+    if (!read.status.ok()) {
       Close();
-      return read_status;
+      return read.status;
     }
-    if (read_ec) {
+    if (read.ec) {
       Close();
-      if (read_ec == asio::error::eof || read_ec == asio::error::connection_reset ||
-          read_ec == asio::error::broken_pipe) {
+      if (read.ec == asio::error::eof || read.ec == asio::error::connection_reset ||
+          read.ec == asio::error::broken_pipe) {
         return absl::UnavailableError(
             absl::StrCat("the server closed the connection (", name_, ")"));
       }
       return absl::UnavailableError(
-          absl::StrCat("connection to ", name_, " failed: ", read_ec.message()));
+          absl::StrCat("connection to ", name_, " failed: ", read.ec.message()));
     }
-    return reply;
+    return std::move(read.reply);
+  }
+
+  // Reading one reply frame. The socket is read in chunks of up to kReadChunkBytes into rx_, so a
+  // small reply (the common case) arrives with its length prefix in one read system call; bytes
+  // past the frame stay in rx_ for the next call. The rest of a large reply is read directly
+  // into its string.
+  struct ReplyRead {
+    size_t max_reply_bytes;
+    std::string reply;
+    bool done = false;
+    boost::system::error_code ec;
+    absl::Status status;
+  };
+  static constexpr size_t kReadChunkBytes = 64 << 10;
+
+  // Completes `read` from what rx_ holds, or starts a read for more.
+  void ReadReply(ReplyRead* read) {
+    const size_t buffered = rx_end_ - rx_begin_;
+    if (buffered < kFrameHeaderBytes) {
+      if (rx_.size() < kReadChunkBytes) rx_.resize(kReadChunkBytes);
+      if (rx_begin_ > 0) {  // keep the partial prefix at the front.
+        std::memmove(rx_.data(), rx_.data() + rx_begin_, buffered);
+        rx_begin_ = 0;
+        rx_end_ = buffered;
+      }
+      socket_.async_read_some(
+          asio::buffer(rx_.data() + rx_end_, rx_.size() - rx_end_),
+          [this, read](const boost::system::error_code& ec, size_t n) {
+            if (ec) {
+              read->done = true;
+              read->ec = ec;
+              return;
+            }
+            rx_end_ += n;
+            ReadReply(read);
+          });
+      return;
+    }
+    const uint32_t length =
+        DecodeFrameLength(reinterpret_cast<const unsigned char*>(rx_.data() + rx_begin_));
+    absl::Status s = CheckFrameLength(length, read->max_reply_bytes);
+    if (!s.ok()) {
+      read->done = true;
+      read->status =
+          absl::InternalError(absl::StrCat("malformed reply from ", name_, ": ", s.message()));
+      return;
+    }
+    rx_begin_ += kFrameHeaderBytes;
+    const size_t have = std::min<size_t>(length, rx_end_ - rx_begin_);
+    read->reply.assign(rx_.data() + rx_begin_, have);
+    rx_begin_ += have;
+    if (rx_begin_ == rx_end_) rx_begin_ = rx_end_ = 0;
+    if (have == length) {
+      read->done = true;
+      return;
+    }
+    read->reply.resize(length);
+    asio::async_read(socket_, asio::buffer(read->reply.data() + have, length - have),
+                     [read](const boost::system::error_code& ec, size_t) {
+                       read->done = true;
+                       read->ec = ec;
+                     });
   }
 
   // Runs handlers until done() or the deadline. False on timeout.
@@ -217,6 +262,9 @@ class TcpTransport final : public FrameTransport {
 
   asio::io_context io_{1};
   tcp::socket socket_{io_};
+  std::vector<char> rx_;  // bytes read ahead: [rx_begin_, rx_end_) are not consumed yet.
+  size_t rx_begin_ = 0;
+  size_t rx_end_ = 0;
   const std::string name_;
   std::chrono::milliseconds timeout_;
   bool closed_ = false;
