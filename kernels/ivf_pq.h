@@ -199,7 +199,9 @@ class IvfPqIndex {
   // probed lists hold fewer non-skipped vectors. Empty results when k == 0 or the index is empty.
   // Thread-safe (const): any number of concurrent Searches. Deterministic: results do not depend
   // on the pool or its thread count (they depend on the SIMD level only through float rounding of
-  // 8-bit tables; 4-bit fast-scan accumulations are identical on every level).
+  // the tables; 4-bit fast-scan sums of a given quantised table are identical on every level). A
+  // query's results do not depend on the other queries of its batch, except for which list is
+  // probed when two centroids tie within float rounding at the nprobe-th place.
   // Memory: per thread, the tables of one query (m x 2^nbits floats, plus one L2 table per list
   // for L2) and a top-k of k entries per query.
   std::vector<std::vector<Scored>> Search(const float* queries, size_t nq,
@@ -214,6 +216,10 @@ class IvfPqIndex {
   // version, checksum mismatch, inconsistent sizes or values. Never crashes or over-allocates on
   // garbage: every size is checked against the bytes present before anything is allocated.
   static absl::StatusOr<IvfPqIndex> Deserialize(std::string_view bytes);
+
+  // The checksum Serialize appends: a 64-bit non-cryptographic hash of `bytes` (exposed for tests
+  // that forge consistent-looking damaged input, and for tools).
+  static uint64_t Checksum(std::string_view bytes);
 
   bool trained() const { return d_ != 0; }
   size_t d() const { return d_; }
@@ -247,9 +253,17 @@ class IvfPqIndex {
     // nbits 8: size x m bytes, row-major. nbits 4: blocks of 32 vectors in the fast-scan layout
     // (ceil(size / 32) x (m_padded / 2) x 32 bytes; m_padded = m rounded up to even).
     std::vector<uint8_t> codes;
+    // nbits 8 with L2 only: per vector ||y||^2 + 2<c, y> (y = decoded residual, c = the list's
+    // centroid), so that L2 scans need one table per query rather than one per probed list.
+    // Derived from the codes (recomputed on load, never serialised).
+    std::vector<float> terms;
   };
 
   void AppendCode(List& list, const uint8_t* code);
+  float ComputeTerm(size_t l, const uint8_t* code) const;
+  // The score of list l's centroid for query q: IP <q, c>; L2 -||q - c||^2.
+  float ProbeScore(const KernelTable& kt, const float* q, size_t l) const;
+  bool UsesTerms() const;
   size_t FastScanPairs() const { return (pq_.m() + 1) / 2; }
 
   size_t d_ = 0;
