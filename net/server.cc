@@ -8,15 +8,20 @@
 // Session calls run inline, in the frame loop, on the thread that read the frame, once the frame
 // holds one of worker_threads session slots (a FIFO semaphore). Why not a separate worker pool:
 // a hand-off to a pool thread and back to the connection's strand costs two wake-ups of sleeping
-// threads per request, and on a small (2-vCPU, virtualised) machine each wake-up measured 25 to
-// 45 us, more than the protocol's whole remaining cost (bench/results/2026-11-25-server-latency).
-// Running inline, a request costs only the two wake-ups no server can avoid (the server thread
-// waiting in epoll, then the client). Why other connections are still never stalled: at most
-// worker_threads threads are inside session calls at any moment, and the io_context has
-// io_threads threads more than that, so at least io_threads threads are always free to run the
-// reactor, other connections' reads and writes, deadlines and the accept loop. While one thread
-// runs a session call, Asio's scheduler hands the reactor to an idle thread (it wakes one
-// whenever work remains queued), which is the leader/followers pattern.
+// threads per request, and on a small (2-vCPU, virtualised) machine each measured 5 to 45 us at
+// the median depending on load (more in the tail), together more than the protocol's whole
+// remaining cost (bench/results/2026-11-25-server-latency). Running inline, a request costs only
+// the two wake-ups no server can avoid (the server thread waiting in epoll, then the client),
+// plus the hand-over of the reactor described next.
+//
+// Why other connections are still never stalled: at most worker_threads threads are inside
+// session calls at any moment, and the io_context has io_threads threads more than that, so at
+// least io_threads threads are always free to run the reactor, other connections' reads and
+// writes, deadlines and the accept loop. While one thread runs a session call, Asio's scheduler
+// has handed the reactor to an idle thread (it wakes one when it dispatches a completion while
+// the reactor task is queued): the leader/followers pattern. That costs the dispatching thread a
+// futex wake (the woken thread's own latency is off the critical path); the frame loop avoids
+// the further wake-ups Asio would add (see ReadNow / WriteNow).
 //
 // Deadlines: Asio 1.26 has no cancel_after, so each connection has one steady_timer driven by a
 // watchdog coroutine (the pattern of Asio's echo_server_with_deadline example, with error codes
@@ -306,7 +311,11 @@ namespace {
 
 struct Connection {
   Connection(Server::Impl* s, tcp::socket sock, std::string p)
-      : server(s), socket(std::move(sock)), timer(socket.get_executor()), peer(std::move(p)) {}
+      : server(s), socket(std::move(sock)), timer(socket.get_executor()), peer(std::move(p)) {
+    ErrorCode ec;
+    socket.non_blocking(true, ec);  // for ReadNow / WriteNow; Asio's own operations don't care.
+    nonblocking = !ec;
+  }
 
   // The deadline for whatever the connection does next. Only an earlier deadline than the one
   // the watchdog sleeps on wakes it.
@@ -354,6 +363,7 @@ struct Connection {
   bool expired = false;  // the deadline passed; the pending socket operation was cancelled.
   bool stop_requested = false;
   bool finished = false;
+  bool nonblocking = false;  // the socket is in non-blocking mode: ReadNow / WriteNow may be used.
   // Set by Stop() (any thread) when the grace has run out: a session call running on the strand
   // cannot be interrupted, so the frame loop checks this when the call returns and closes
   // without writing the reply. ForceClose, posted to the strand, closes the socket.
@@ -424,6 +434,48 @@ Reply CallSession(Session* session, std::string_view body, Server::Impl* server,
     server->Log(absl::StrCat(peer, ": session threw a non-standard exception (closing)"));
   }
   return Reply{server->factory->ErrorFrame(absl::InternalError("internal error")), true};
+}
+
+// ReadNow / WriteNow: the frame loop reads a body and writes a reply with plain non-blocking
+// system calls first, and only falls back to Asio's asynchronous operations for what would
+// block. Why: a small frame's body has always arrived with its length prefix, and a small reply
+// fits the socket buffer, but Asio completes even an operation that succeeds at once by posting
+// its handler to the io_context's shared queue, which wakes an idle server thread (a futex wake
+// and, on a VM, an inter-processor interrupt) for nothing, twice per request.
+
+// Reads into [data, data + size) what the socket holds now. Returns the bytes read; `ec` is set
+// for an error other than would_block (end of stream included).
+size_t ReadNow(tcp::socket& socket, char* data, size_t size, ErrorCode& ec) {
+  size_t got = 0;
+  while (got < size) {
+    ErrorCode e;
+    const size_t n = socket.read_some(asio::buffer(data + got, size - got), e);
+    got += n;
+    if (e) {
+      if (e != asio::error::would_block && e != asio::error::try_again) ec = e;
+      break;
+    }
+    if (n == 0) break;
+  }
+  return got;
+}
+
+// Writes what the socket takes now from `buffers`, which are advanced past it. `ec` is set for an
+// error other than would_block.
+void WriteNow(tcp::socket& socket, std::array<asio::const_buffer, 2>& buffers, ErrorCode& ec) {
+  while (asio::buffer_size(buffers) > 0) {
+    ErrorCode e;
+    size_t n = socket.write_some(buffers, e);
+    for (asio::const_buffer& b : buffers) {
+      const size_t take = std::min(n, b.size());
+      b += take;
+      n -= take;
+    }
+    if (e) {
+      if (e != asio::error::would_block && e != asio::error::try_again) ec = e;
+      return;
+    }
+  }
 }
 
 void LogReadError(const Connection& conn, const ErrorCode& ec, std::string_view where) {
@@ -521,12 +573,19 @@ asio::awaitable<void> ServeFrames(std::shared_ptr<Connection> conn) {
       lease.Hold(length);
     }
 
-    // 5. Read the body.
+    // 5. Read the body: what has arrived already without waiting (see ReadNow), the rest
+    //    asynchronously.
     std::unique_ptr<char[]> body;
     if (length > 0) {
       body = std::make_unique_for_overwrite<char[]>(length);
-      auto [ec4, n4] =
-          co_await asio::async_read(conn->socket, asio::buffer(body.get(), length), kUseTuple);
+      ErrorCode ec4;
+      size_t n4 = conn->nonblocking ? ReadNow(conn->socket, body.get(), length, ec4) : 0;
+      if (!ec4 && n4 < length) {
+        auto [ec, n] = co_await asio::async_read(
+            conn->socket, asio::buffer(body.get() + n4, length - n4), kUseTuple);
+        ec4 = ec;
+        n4 += n;
+      }
       if (conn->expired) {
         server.Log(absl::StrCat(conn->peer, ": frame deadline exceeded after ", n4, " of ",
                                 length, " body bytes"));
@@ -577,9 +636,14 @@ asio::awaitable<void> ServeFrames(std::shared_ptr<Connection> conn) {
     conn->phase = Phase::kWriting;
     conn->SetDeadline(Clock::now() + opt.frame_deadline);
     const auto reply_header = EncodeLength(static_cast<uint32_t>(reply.body.size()));
-    const std::array<asio::const_buffer, 2> buffers{asio::buffer(reply_header),
-                                                    asio::buffer(reply.body)};
-    auto [ec5, n5] = co_await asio::async_write(conn->socket, buffers, kUseTuple);
+    std::array<asio::const_buffer, 2> buffers{asio::buffer(reply_header),
+                                              asio::buffer(reply.body)};
+    ErrorCode ec5;
+    if (conn->nonblocking) WriteNow(conn->socket, buffers, ec5);
+    if (!ec5 && asio::buffer_size(buffers) > 0) {
+      auto [ec, n] = co_await asio::async_write(conn->socket, buffers, kUseTuple);
+      ec5 = ec;
+    }
     if (conn->expired) {
       server.Log(absl::StrCat(conn->peer, ": reply not written within ", Ms(opt.frame_deadline),
                               " (client not reading); closing"));
