@@ -30,16 +30,19 @@
 //     kernel streams the base once, each block scoring a contiguous range of rows for all queries
 //     (tensor-core mma for fp16, CUDA cores for fp32) and k-selecting them in shared memory; the
 //     blocks' candidates are merged by a second kernel. No score matrix is written.
-//   - tiled (larger batches): cuBLAS GEMM over tiles of queries x base rows into a bounded scratch
-//     (two tiles, so that one tile's GEMM overlaps the previous tile's selection), a k-selection
-//     kernel per tile that updates running per-query candidate queues, and a final merge. The full
-//     nq x nb score matrix is never materialised.
-//   kAuto takes the fused path when nq <= fused_max_batch and all nq queries' selection state fits
-//   one block's shared memory (nq x (queue + buffer) entries: 8 bytes x nq x (2 x max(32, k') ..
-//   k' + 256) where k' = k rounded up to a power of two), else the tiled path.
+//   - tiled (larger batches): cuBLAS GEMM over tiles of (up to 2048) queries x base rows into a
+//     bounded scratch, a k-selection kernel per tile that updates running per-(query, segment)
+//     candidate queues, and a final merge. The full nq x nb score matrix is never materialised.
+//     Two tiles alternate on two streams so that a tile's selection may overlap the next tile's
+//     GEMM; cuBLAS's GEMM kernels on an H100 occupy every multiprocessor, so in practice they
+//     mostly run back to back (see bench/results/2026-11-25-gpu-h100).
+//   kAuto takes the fused path when nq <= fused_max_batch and all nq queries' selection state
+//   fits one block's shared memory: per query (k' + max(k', 256)) x 8 bytes, plus a score tile of
+//   up to 16 KiB (e.g. 16 queries at k = 10 need 53 KiB; at k = 1024 an H100 fits 13 queries per
+//   pass), else the tiled path.
 //
-// k is bucketed: the device keeps queues of k' = max(32, next power of two >= k) entries (the
-// compiled-in buckets are 32, 64, ..., 1024); k must be in [1, 1024].
+// k is bucketed: the device keeps queues of k' = max(32, next power of two >= k) entries (buckets
+// 32, 64, ..., 1024, sized at run time in shared memory); k must be in [1, 1024].
 //
 // Threading: a GpuMatrix is immutable after Upload. GpuFlatSearch may be called concurrently from
 // any number of threads on the same matrix: each call takes a search context (two CUDA streams, a
@@ -52,9 +55,10 @@
 // to 64 bytes) plus 4 bytes per row of norms; Upload temporarily uses up to 64 MiB more for
 // staging. Each search context keeps its scratch between calls (grown on demand, freed with the
 // matrix): the packed queries (nq x padded d x 6 bytes), the skip bitmap (nb / 8 bytes), per-query
-// queues (nq x segments x k' x 8 bytes: segments <= 64 on the tiled path, <= the resident blocks
-// (~2-8 per multiprocessor) on the fused path), and on the tiled path two score tiles of
-// scratch_bytes / 2 each. Out of device memory is reported as ResourceExhausted; the matrix and
+// queues (nq x segments x k' x 8 bytes: segments <= 64 on the tiled path, one per resident block
+// (1-2 per multiprocessor) on the fused path), a merge scratch of about sqrt(segments) x the
+// queues, and on the tiled path two score tiles of scratch_bytes / 2 each (default 256 MiB in
+// all). Out of device memory is reported as ResourceExhausted; the matrix and
 // other contexts stay usable.
 //
 // Errors: every CUDA / cuBLAS failure becomes a Status (kInternal, naming the call and CUDA's
@@ -85,7 +89,7 @@ enum class GpuPath {
 
 inline constexpr size_t kGpuMaxK = 1024;
 inline constexpr size_t kGpuDefaultFusedMaxBatch = 16;
-inline constexpr size_t kGpuDefaultScratchBytes = size_t{64} << 20;
+inline constexpr size_t kGpuDefaultScratchBytes = size_t{256} << 20;
 
 struct GpuMatrixOptions {
   GpuStorage storage = GpuStorage::kFloat32;
@@ -130,6 +134,16 @@ class GpuMatrix {
   std::unique_ptr<Impl> impl_;
 };
 
+// What one search did (optional output, GpuSearchParams::stats).
+struct GpuSearchStats {
+  GpuPath path = GpuPath::kAuto;  // kFused or kTiled: the path taken (kAuto: none ran, empty)
+  // Device time from the query upload to the result being ready for download (CUDA events on the
+  // search's stream; excludes the download, the host's conversion and context acquisition).
+  double device_ms = 0;
+  size_t passes = 0;  // fused: passes over the base (query groups); tiled: query blocks
+  size_t tiles = 0;   // tiled: GEMM tiles in all (0 on the fused path)
+};
+
 struct GpuSearchParams {
   // Number of results per query: 1..kGpuMaxK.
   size_t k = 10;
@@ -147,6 +161,8 @@ struct GpuSearchParams {
   // Tiled path, for tests: base rows per tile (rounded up to a multiple of 128); 0 = derived from
   // scratch_bytes.
   size_t tile_rows = 0;
+  // Optional: filled when the search succeeds (adds two event records to the search).
+  GpuSearchStats* stats = nullptr;
 };
 
 // For each of the nq queries (row-major, nq x d floats), the k best rows of `base` (see the top of

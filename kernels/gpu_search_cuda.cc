@@ -138,9 +138,20 @@ absl::StatusOr<std::vector<std::vector<Scored>>> GpuFlatSearch(const GpuMatrix& 
     r.fused_max_batch = params.fused_max_batch;
     r.scratch_bytes = params.scratch_bytes == 0 ? kGpuDefaultScratchBytes : params.scratch_bytes;
     r.tile_rows = params.tile_rows;
+    r.want_stats = params.stats != nullptr;
     std::vector<gpu::SelEntry> flat(nq * params.k);
-    const gpu::Error e = gpu::Search(base.impl_->matrix, r, flat.data());
+    gpu::SearchStats stats;
+    const gpu::Error e = gpu::Search(base.impl_->matrix, r, flat.data(), &stats);
     if (!e.ok()) return ToStatus(gpu::Error{e.code, "GpuFlatSearch: " + e.message});
+    if (params.stats != nullptr) {
+      // No path ran for an empty batch or matrix.
+      params.stats->path = stats.passes == 0 ? GpuPath::kAuto
+                           : stats.fused     ? GpuPath::kFused
+                                             : GpuPath::kTiled;
+      params.stats->device_ms = stats.device_ms;
+      params.stats->passes = stats.passes;
+      params.stats->tiles = stats.tiles;
+    }
     std::vector<std::vector<Scored>> out(nq);
     for (size_t q = 0; q < nq; ++q) {
       const gpu::SelEntry* row = flat.data() + q * params.k;

@@ -28,8 +28,9 @@ __device__ inline float ToFloat(float v) { return v; }
 __device__ inline float ToFloat(__half v) { return __half2float(v); }
 
 constexpr int kPackThreads = 256;
-// Candidates per query up to which one warp merges them directly.
-constexpr size_t kDirectMergeEntries = 4096;
+// Candidates per query up to which one warp merges them directly (beyond, two levels: the merge
+// is latency-bound, one chunk of 128 per round trip, and sits on the batch-1 critical path).
+constexpr size_t kDirectMergeEntries = 1024;
 
 // One block per output row (grid-stride): converts, pads, and reduces the squared norm of the
 // stored values.

@@ -68,7 +68,7 @@ __device__ inline void MmaM16N8K8(float (&c)[4], uint32_t a0, uint32_t a1, uint3
 }
 
 // Scores the warp's 32 rows (2 m-tiles of 16) for NQ queries (NQ / 8 n-tiles) into the tile.
-template <int NQ>
+template <int NQ, int kUnroll>
 __device__ inline void ScoreRowsHalf(const FusedParams& p, size_t r0, size_t row_end,
                                      float* tile, int warp_row0, uint32_t lane) {
   constexpr int kNT = NQ / 8;
@@ -98,7 +98,7 @@ __device__ inline void ScoreRowsHalf(const FusedParams& p, size_t r0, size_t row
       for (int i = 0; i < 4; ++i) acc[mt][nt][i] = 0.f;
 
   const size_t chunks = p.dp / 32;  // 32 halves = 64 bytes = 4 lanes x 16 bytes
-#pragma unroll 4
+#pragma unroll kUnroll
   for (size_t c = 0; c < chunks; ++c) {
     uint4 a[2][2];
 #pragma unroll
@@ -187,8 +187,8 @@ __device__ inline void ScoreRowsFloat(const FusedParams& p, size_t r0, size_t ro
     }
 }
 
-template <typename T, int NQ>
-__global__ void __launch_bounds__(kFusedThreads, 2) FusedKernel(FusedParams p) {
+template <typename T, int NQ, int kMinBlocks, int kUnroll>
+__global__ void __launch_bounds__(kFusedThreads, kMinBlocks) FusedKernel(FusedParams p) {
   extern __shared__ __align__(16) unsigned char fused_smem[];
   float* tile = reinterpret_cast<float*>(fused_smem);  // [NQ][kStripe]
   SelEntry* state = reinterpret_cast<SelEntry*>(tile + NQ * kStripe);  // per query: queue, cand
@@ -217,7 +217,7 @@ __global__ void __launch_bounds__(kFusedThreads, 2) FusedKernel(FusedParams p) {
     const size_t r0 = stripe + warp_row0;
     if (r0 < row_end) {
       if constexpr (sizeof(T) == 2) {
-        ScoreRowsHalf<NQ>(p, r0, row_end, tile, warp_row0, ex.lane);
+        ScoreRowsHalf<NQ, kUnroll>(p, r0, row_end, tile, warp_row0, ex.lane);
       } else {
         ScoreRowsFloat<NQ>(p, r0, row_end, tile, warp_row0, ex.lane);
       }
@@ -269,9 +269,14 @@ int TemplateQueries(bool fp16, size_t nq) {
 
 using FusedFn = void (*)(FusedParams);
 
+// Register budget of the fp16 kernel: one block of 8 warps per multiprocessor with 8 chunks
+// (32 x 16-byte loads per lane) unrolled measured faster on an H100 at batch 1 and 4 than two
+// blocks with 4 chunks (0.648 vs 0.675 ms device time for 1M x 768, 2026-11-25) and equal at
+// batch 16 (0.855 vs 0.845) without the latter's register spills; three blocks with 2 chunks
+// were slower (0.741).
 FusedFn FusedKernelFor(bool fp16, int nq_template) {
-  if (fp16) return nq_template == 8 ? FusedKernel<__half, 8> : FusedKernel<__half, 16>;
-  return nq_template == 4 ? FusedKernel<float, 4> : FusedKernel<float, 16>;
+  if (fp16) return nq_template == 8 ? FusedKernel<__half, 8, 1, 8> : FusedKernel<__half, 16, 1, 8>;
+  return nq_template == 4 ? FusedKernel<float, 4, 2, 1> : FusedKernel<float, 16, 2, 1>;
 }
 
 }  // namespace
@@ -299,6 +304,7 @@ Error RunFused(const PathArgs& a) {
                                      "device's shared memory"};
   }
   const size_t elem = m.fp16 ? 2 : 4;
+  if (a.stats != nullptr) a.stats->passes = (a.nq + per_pass - 1) / per_pass;
   for (size_t q0 = 0; q0 < a.nq; q0 += per_pass) {
     const size_t nq = std::min(per_pass, a.nq - q0);
     const int nq_template = TemplateQueries(m.fp16, nq);

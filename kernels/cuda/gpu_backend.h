@@ -51,11 +51,20 @@ struct SearchRequest {
   size_t fused_max_batch = 16;
   size_t scratch_bytes = 64u << 20;
   size_t tile_rows = 0;
+  bool want_stats = false;
+};
+
+struct SearchStats {
+  bool fused = false;
+  double device_ms = 0;
+  size_t passes = 0;
+  size_t tiles = 0;
 };
 
 // Writes nq x k entries to `out` (host): per query the k best, best first, padded with
 // sentinel entries (id == kSentinelId) when fewer rows are eligible.
-Error Search(DeviceMatrix* m, const SearchRequest& request, SelEntry* out);
+// `stats` (may be null) is filled when request.want_stats.
+Error Search(DeviceMatrix* m, const SearchRequest& request, SelEntry* out, SearchStats* stats);
 
 struct DeviceInfo {
   std::string name;

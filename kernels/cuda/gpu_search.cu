@@ -80,6 +80,9 @@ SearchContext::~SearchContext() {
     if (stream[i] != nullptr) cudaStreamDestroy(stream[i]);
   }
   if (done != nullptr) cudaEventDestroy(done);
+  for (cudaEvent_t e : timing) {
+    if (e != nullptr) cudaEventDestroy(e);
+  }
 }
 
 Error CreateSearchContext(SearchContext** out) {
@@ -95,6 +98,7 @@ Error CreateSearchContext(SearchContext** out) {
   }
   ROSETTA_GPU_CUDA(cudaEventCreateWithFlags(&ctx->done, cudaEventDisableTiming),
                    "cudaEventCreateWithFlags");
+  for (cudaEvent_t& e : ctx->timing) ROSETTA_GPU_CUDA(cudaEventCreate(&e), "cudaEventCreate");
   ROSETTA_GPU_CUBLAS(cublasCreate(&ctx->cublas), "cublasCreate");
   ROSETTA_GPU_CUBLAS(cublasSetStream(ctx->cublas, ctx->stream[0]), "cublasSetStream");
   // Default math: CUBLAS_COMPUTE_32F stays true fp32 (no TF32); fp16 inputs use tensor cores
@@ -171,7 +175,8 @@ size_t DeviceMatrixBytes(const DeviceMatrix* m) { return m->bytes; }
 
 namespace {
 
-Error SearchWith(DeviceMatrix* m, SearchContext* ctx, const SearchRequest& r, SelEntry* out) {
+Error SearchWith(DeviceMatrix* m, SearchContext* ctx, const SearchRequest& r, SelEntry* out,
+                 SearchStats* stats) {
   const size_t nq = r.nq;
   const uint32_t k = r.k;
   if (nq == 0) return Error{};
@@ -182,6 +187,9 @@ Error SearchWith(DeviceMatrix* m, SearchContext* ctx, const SearchRequest& r, Se
   const uint32_t queue_cap = QueueCapacity(k);
   const uint32_t cand_cap = CandCapacity(queue_cap);
   cudaStream_t s0 = ctx->stream[0];
+  if (stats != nullptr) {
+    ROSETTA_GPU_CUDA(cudaEventRecord(ctx->timing[0], s0), "cudaEventRecord");
+  }
 
   // Queries: upload fp32 as given, pack (convert, pad) on the device. Extra zero rows let a pass
   // of the fused kernel read a full template width of queries past the last real one.
@@ -228,6 +236,7 @@ Error SearchWith(DeviceMatrix* m, SearchContext* ctx, const SearchRequest& r, Se
   a.query_norms = r.l2 ? ctx->query_norms.as<float>() : nullptr;
   a.skip = skip;
   a.final_queues = ctx->final_queues.as<SelEntry>();
+  a.stats = stats;
 
   bool fused = false;
   switch (r.path) {
@@ -241,22 +250,32 @@ Error SearchWith(DeviceMatrix* m, SearchContext* ctx, const SearchRequest& r, Se
       fused = nq <= r.fused_max_batch && nq <= FusedMaxQueriesPerPass(*m, queue_cap, cand_cap);
       break;
   }
+  if (stats != nullptr) stats->fused = fused;
   if (fused) {
     ROSETTA_GPU_RETURN_IF_ERROR(RunFused(a));
   } else {
     ROSETTA_GPU_RETURN_IF_ERROR(RunTiled(a, r.scratch_bytes, r.tile_rows));
+  }
+  if (stats != nullptr) {
+    ROSETTA_GPU_CUDA(cudaEventRecord(ctx->timing[1], s0), "cudaEventRecord");
   }
   ROSETTA_GPU_CUDA(cudaMemcpy2DAsync(out, k * sizeof(SelEntry), a.final_queues,
                                      queue_cap * sizeof(SelEntry), k * sizeof(SelEntry), nq,
                                      cudaMemcpyDeviceToHost, s0),
                    "cudaMemcpy2DAsync(results)");
   ROSETTA_GPU_CUDA(cudaStreamSynchronize(s0), "search (cudaStreamSynchronize)");
+  if (stats != nullptr) {
+    float ms = 0;
+    ROSETTA_GPU_CUDA(cudaEventElapsedTime(&ms, ctx->timing[0], ctx->timing[1]),
+                     "cudaEventElapsedTime");
+    stats->device_ms = ms;
+  }
   return Error{};
 }
 
 }  // namespace
 
-Error Search(DeviceMatrix* m, const SearchRequest& r, SelEntry* out) {
+Error Search(DeviceMatrix* m, const SearchRequest& r, SelEntry* out, SearchStats* stats) {
   DeviceGuard guard;
   ROSETTA_GPU_RETURN_IF_ERROR(guard.Set(m->device));
   SearchContext* ctx = nullptr;
@@ -274,7 +293,7 @@ Error Search(DeviceMatrix* m, const SearchRequest& r, SelEntry* out) {
       return e;
     }
   }
-  Error e = SearchWith(m, ctx, r, out);
+  Error e = SearchWith(m, ctx, r, out, r.want_stats ? stats : nullptr);
   // Whatever happened, no work of this call may still be running when the context is reused or
   // destroyed.
   const cudaError_t s0 = cudaStreamSynchronize(ctx->stream[0]);

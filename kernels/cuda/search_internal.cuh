@@ -90,6 +90,7 @@ struct SearchContext {
   cudaEvent_t gemm_done[2] = {nullptr, nullptr};
   cudaEvent_t select_done[2] = {nullptr, nullptr};
   cudaEvent_t done = nullptr;
+  cudaEvent_t timing[2] = {nullptr, nullptr};  // stats: search start / result ready
   cublasHandle_t cublas = nullptr;
   DeviceBuffer raw_queries;     // nq x d fp32 as uploaded
   DeviceBuffer packed_queries;  // rows x dp, storage type, zero-padded
@@ -227,6 +228,7 @@ struct PathArgs {
   const float* query_norms;     // null = inner product
   const uint64_t* skip;         // device bitmap or null
   SelEntry* final_queues;       // nq x queue_cap
+  SearchStats* stats;           // passes / tiles (may be null)
 };
 
 // Shared memory of the fused kernel for a pass of `nq` queries.

@@ -47,15 +47,17 @@ __global__ void TileSelectKernel(TileSelectParams p) {
   SelEntry* smem =
       reinterpret_cast<SelEntry*>(select_smem) + size_t{warp} * (p.queue_cap + p.cand_cap);
   SelEntry* global_queue = p.queues + w * p.queue_cap;
-  WarpStream ws = WarpStreamFrom(global_queue, smem, p.queue_cap, p.cand_cap, p.k, ex);
-
   const float* row = p.tile + q * p.ld;
   const size_t begin = s * p.segment_len;
   const size_t end = min(p.cols, begin + p.segment_len);
   const float query_norm = p.query_norms != nullptr ? p.query_norms[q] : 0.f;
+
+  // Software-pipelined scan: the loads of the next batch of kAhead chunks are issued before the
+  // current batch is processed (and the first batch before the queue is read), so that a warp
+  // keeps up to 2 x kAhead loads in flight instead of waiting once per batch.
   constexpr int kAhead = 4;
-  for (size_t c = begin; c < end; c += kAhead * kScanChunk) {
-    float4 v[kAhead];
+  constexpr size_t kBatch = kAhead * kScanChunk;
+  auto load_batch = [&](float4 (&v)[kAhead], size_t c) {
 #pragma unroll
     for (int u = 0; u < kAhead; ++u) {
       const size_t chunk = c + u * kScanChunk;
@@ -63,6 +65,16 @@ __global__ void TileSelectKernel(TileSelectParams p) {
       v[u] = chunk < end ? __ldcs(reinterpret_cast<const float4*>(row + chunk) + ex.lane)
                          : make_float4(0.f, 0.f, 0.f, 0.f);
     }
+  };
+  float4 next[kAhead];
+  if (begin < end) load_batch(next, begin);
+  WarpStream ws = WarpStreamFrom(global_queue, smem, p.queue_cap, p.cand_cap, p.k, ex);
+
+  for (size_t c = begin; c < end; c += kBatch) {
+    float4 v[kAhead];
+#pragma unroll
+    for (int u = 0; u < kAhead; ++u) v[u] = next[u];
+    if (c + kBatch < end) load_batch(next, c + kBatch);
 #pragma unroll
     for (int u = 0; u < kAhead; ++u) {
       const size_t chunk = c + u * kScanChunk;
@@ -112,7 +124,7 @@ Error RunTiled(const PathArgs& a, size_t scratch_bytes, size_t tile_rows) {
       std::min({a.nq, kMaxQueryBlock, std::max<size_t>(1, tile_floats / tile_cols)});
 
   // Segments: enough warps to fill the device, each segment at least kMinSegment columns.
-  const size_t target_warps = size_t(m.multiprocessors) * 32;
+  const size_t target_warps = size_t(m.multiprocessors) * 64;
   size_t segments = std::max<size_t>(1, (target_warps + query_block - 1) / query_block);
   segments = std::min({segments, std::max<size_t>(1, tile_cols / kMinSegment), kMaxSegments});
   const size_t segment_len = RoundUp((tile_cols + segments - 1) / segments, kColumnAlign);
@@ -198,6 +210,10 @@ Error RunTiled(const PathArgs& a, size_t scratch_bytes, size_t tile_rows) {
     ROSETTA_GPU_RETURN_IF_ERROR(LaunchMerge(queues, qn, segments, a.queue_cap, a.k,
                                             a.final_queues + q0 * a.queue_cap, a.queue_cap, a.k,
                                             m.smem_optin, &ctx->merge_scratch, select_stream));
+  }
+  if (a.stats != nullptr) {
+    a.stats->passes = (a.nq + query_block - 1) / query_block;
+    a.stats->tiles = tile_index;
   }
   // The caller downloads the result on stream 0.
   ROSETTA_GPU_CUDA(cudaEventRecord(ctx->done, select_stream), "cudaEventRecord");

@@ -14,6 +14,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <cstdio>
 #include <cmath>
 #include <cstdint>
 #include <map>
@@ -227,8 +229,12 @@ void RunGrid(const std::vector<size_t>& nqs, const std::vector<size_t>& nbs,
   const size_t max_k = *std::max_element(ks.begin(), ks.end());
   int failures = 0;
   size_t searches = 0;
+  const auto start = std::chrono::steady_clock::now();
   for (size_t d : ds) {
     for (size_t nb : nbs) {
+      std::printf("[ info     ] d=%zu nb=%zu from %.1f s\n", d, nb,
+                  std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+      std::fflush(stdout);
       for (GpuStorage storage : {GpuStorage::kFloat32, GpuStorage::kFloat16}) {
         for (FlatMetric metric : {FlatMetric::kInnerProduct, FlatMetric::kL2}) {
           for (bool with_skip : {false, true}) {
@@ -579,7 +585,9 @@ TEST(GpuFlatSearch, UploadLargerThanDeviceIsResourceExhausted) {
   const std::vector<float> b = RandomVectors(1000, 16, 4);
   auto m = GpuMatrix::Upload(b.data(), 1000, 16);
   ASSERT_TRUE(m.ok()) << m.status();
-  auto r = GpuFlatSearch(**m, b.data(), 2, 16, GpuSearchParams{});
+  GpuSearchParams p;
+  p.metric = FlatMetric::kL2;  // each row is its own nearest neighbour
+  auto r = GpuFlatSearch(**m, b.data(), 2, 16, p);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ((*r)[0][0].id, 0);
   EXPECT_EQ((*r)[1][0].id, 1);
