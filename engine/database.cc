@@ -2,7 +2,9 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <map>
+#include <thread>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
@@ -10,6 +12,7 @@
 #include <mutex>
 #include <shared_mutex>
 #include "engine/calibration.h"
+#include "engine/index.h"
 #include "engine/layout.h"
 #include "engine/search.h"
 #include "engine/segment.h"
@@ -40,7 +43,9 @@ namespace rosetta::engine {
 class Collection {
  public:
   Collection(storage::CollectionMeta meta, std::shared_ptr<const Layout> layout)
-      : meta_(std::move(meta)), layout_(std::move(layout)), segment_(layout_) {}
+      : meta_(std::move(meta)), layout_(std::move(layout)), segment_(layout_) {
+    for (const FieldSpec& f : layout_->fields) has_ivf |= f.index.type == IndexType::kIvfPq;
+  }
 
   const storage::CollectionMeta& meta() const { return meta_; }
   uint32_t id() const { return meta_.id; }
@@ -55,6 +60,21 @@ class Collection {
   // Current row of every live id, as staged (including writes not yet durable). Guarded by
   // write_mu.
   absl::flat_hash_map<std::string, size_t> row_of;
+
+  // --- Indexes (engine/index.h). Guarded by write_mu unless said otherwise. ---
+  // A sealed segment whose index build is queued, running or failed.
+  struct BuildJob {
+    uint64_t id = 0;
+    std::vector<uint32_t> members;          // rows, ascending.
+    std::shared_ptr<const Snapshot> snap;   // published when sealed; holds every member.
+    std::string error;                      // non-empty: the build failed.
+  };
+  bool has_ivf = false;                     // constant: some field is ivf_pq.
+  std::vector<uint64_t> assigned;           // rows in a sealed segment (ready or building).
+  int64_t assigned_count = 0;
+  uint64_t next_segment_id = 1;
+  std::vector<std::shared_ptr<BuildJob>> jobs;
+  std::atomic<bool> cancel_builds{false};   // set by DropCollection (any thread may read).
 
   // Writes enqueued and not yet finished (published or failed); DropCollection waits for zero.
   std::mutex flight_mu;
@@ -114,6 +134,48 @@ struct Database::Impl {
   }
 
   absl::StatusOr<std::shared_ptr<Collection>> Load(const storage::CollectionMeta& meta);
+
+  // --- index builds: one background builder thread per database ---
+  std::mutex build_mu;
+  std::condition_variable build_cv;
+  std::deque<std::pair<std::shared_ptr<Collection>, std::shared_ptr<Collection::BuildJob>>>
+      build_queue;  // guarded by build_mu.
+  bool stopping = false;  // guarded by build_mu.
+  std::shared_ptr<Collection> running;  // whose build runs now; guarded by build_mu.
+  std::thread builder;
+  void BuilderLoop();
+  void StopBuilder() {
+    {
+      std::lock_guard<std::mutex> lock(build_mu);
+      stopping = true;
+      for (auto& [c, job] : build_queue) c->cancel_builds = true;
+      if (running) running->cancel_builds = true;
+    }
+    build_cv.notify_all();
+    if (builder.joinable()) builder.join();
+  }
+  ~Impl() { StopBuilder(); }
+  // Under c.write_mu: seals the published, live rows of no segment into a new segment and queues
+  // its build. `force`: at any size (BuildIndex); else only from options.seal_rows rows.
+  void MaybeSealLocked(const std::shared_ptr<Collection>& c, bool force);
+  void Queue(const std::shared_ptr<Collection>& c, std::shared_ptr<Collection::BuildJob> job);
+  // Builds a job's segment and installs it (persisted through the commit queue, then published).
+  void RunBuild(const std::shared_ptr<Collection>& c, const std::shared_ptr<Collection::BuildJob>& job);
+  IndexBuildProgress ProgressLocked(const Collection& c) const;  // c.write_mu held.
+
+  // One validated query on one snapshot: through the indexes when the request allows it and a
+  // targeted field has a ready index, else exhaustive.
+  absl::StatusOr<SearchResponse> SearchOne(const Layout& layout, const Snapshot& snap,
+                                           const SearchRequest& request) const {
+    ASSIGN_OR_RETURN(std::optional<CandidateUnion> candidates,
+                     GatherCandidates(layout, snap, request, pool));
+    if (!candidates.has_value()) return ExecuteSearch(layout, snap, request, pool);
+    ASSIGN_OR_RETURN(SearchResponse response,
+                     ExecuteSearch(layout, snap, request, pool, nullptr, &candidates->rows));
+    response.exact = false;
+    response.plan = std::move(candidates->plan);
+    return response;
+  }
 
   // Under c.write_mu, after a write's changes were applied to the segment's writer state:
   // refreshes stale calibration statistics (adding them to `batch`, to be persisted with the
@@ -208,17 +270,55 @@ absl::StatusOr<std::shared_ptr<Collection>> Database::Impl::Load(
     if (!set.ok()) return set.status();
     c->segment().SetCalibration(std::make_shared<const CalibrationSet>(std::move(*set)));
   }
+  // Sealed segments: their artifacts map onto the rows just loaded (engine/index.h).
+  storage::Batch stats;
+  if (c->has_ivf) {
+    auto sealed = std::make_shared<SealedList>();
+    Segment& seg = c->segment();
+    c->assigned.assign((seg.writer_rows() + 63) / 64, 0);
+    RETURN_IF_ERROR(store->ScanStats(
+        meta.id, kSegmentStatPrefix,
+        [&](std::string_view name, std::string_view bytes) -> absl::Status {
+          auto loaded = LoadSealedSegment(
+              lay, bytes,
+              [&](const std::string& id) -> std::optional<size_t> {
+                auto it = c->row_of.find(id);
+                if (it == c->row_of.end()) return std::nullopt;
+                return it->second;
+              },
+              [&](size_t field, size_t row) { return seg.WriterVector(field, row); });
+          if (!loaded.ok()) {
+            // Derived data: drop the damaged artifact; its rows are indexed again when sealed.
+            stats.DeleteStat(meta.id, name);
+            return absl::OkStatus();
+          }
+          std::shared_ptr<SealedSegment> s = *std::move(loaded);
+          c->next_segment_id = std::max(c->next_segment_id, s->id + 1);
+          for (uint32_t row : s->member_rows) {
+            if (row == kDeadMember) continue;
+            uint64_t& word = c->assigned[row >> 6];
+            const uint64_t bit = uint64_t{1} << (row & 63);
+            if (!(word & bit)) ++c->assigned_count;
+            word |= bit;
+          }
+          sealed->push_back(std::move(s));
+          return absl::OkStatus();
+        }));
+    seg.SetSealed(sealed, ComputeCovered(lay, *sealed, seg.writer_rows()));
+  }
   // Loaded statistics are kept; only missing or stale ones are computed. If persisting them
   // fails they are still used in memory (and the store is then read-only: see store.h).
-  storage::Batch stats;
   std::shared_ptr<const Snapshot> snap = StageWrite(*c, &stats);
   if (stats.count() > 0) (void)store->Commit(std::move(stats));
   c->segment().Publish(std::move(snap));
+  MaybeSealLocked(c, /*force=*/false);
   return c;
 }
 
 Database::Database(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-Database::~Database() = default;
+Database::~Database() {
+  if (impl_) impl_->StopBuilder();  // before the store closes.
+}
 
 absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path,
                                                          const DatabaseOptions& options) {
@@ -231,6 +331,10 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path
     impl->pool = impl->own_pool.get();
   }
   ASSIGN_OR_RETURN(impl->store, storage::Store::Open(path, options.store));
+  {
+    Impl* raw = impl.get();
+    impl->builder = std::thread([raw] { raw->BuilderLoop(); });
+  }
   ASSIGN_OR_RETURN(std::vector<storage::CollectionMeta> metas, impl->store->ListCollections());
   for (const auto& meta : metas) {
     ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, impl->Load(meta));
@@ -278,12 +382,85 @@ absl::StatusOr<CollectionInfo> Database::Describe(const std::string& name) const
   info.storage = impl_->store->Describe();
   info.kernel_backend = KernelBackend();
   for (const auto& [key, stats] : *snap->calibration) info.calibration.push_back(stats);
+  // Segments: the ready sealed ones (from the snapshot), those being built, then the growing one.
+  const Layout& layout = c->layout();
+  auto live_members = [&](const std::vector<uint32_t>& rows) {
+    int64_t live = 0;
+    for (uint32_t r : rows) live += r != kDeadMember && r < snap->rows && snap->Live(r);
+    return live;
+  };
+  int64_t growing_rows = 0;
+  std::vector<std::shared_ptr<Collection::BuildJob>> jobs;
+  {
+    std::lock_guard<std::mutex> lock(c->write_mu);
+    jobs = c->jobs;
+    growing_rows = static_cast<int64_t>(snap->rows) - c->assigned_count;
+  }
+  for (const auto& seg : *snap->sealed) {
+    SegmentInfo si;
+    si.id = static_cast<int64_t>(seg->id);
+    si.state = "ready";
+    si.rows = static_cast<int64_t>(seg->member_rows.size());
+    si.live = live_members(seg->member_rows);
+    for (const SealedFieldIndex& fi : seg->fields) {
+      SegmentFieldIndex f;
+      f.field = layout.fields[fi.field].name;
+      f.index = "ivf_pq";
+      f.state = "ready";
+      f.vectors = fi.vectors;
+      f.nlist = static_cast<int64_t>(fi.index->nlist());
+      f.m = static_cast<int64_t>(fi.index->m());
+      f.nbits = static_cast<int64_t>(fi.index->nbits());
+      f.bytes_per_vector = fi.index->BytesPerVector();
+      si.fields.push_back(std::move(f));
+    }
+    for (size_t fid : seg->flat_fields) {
+      SegmentFieldIndex f;
+      f.field = layout.fields[fid].name;
+      f.index = "flat";
+      f.state = "ready";
+      si.fields.push_back(std::move(f));
+    }
+    std::sort(si.fields.begin(), si.fields.end(),
+              [](const SegmentFieldIndex& a, const SegmentFieldIndex& b) { return a.field < b.field; });
+    info.segment_list.push_back(std::move(si));
+  }
+  for (const auto& job : jobs) {
+    bool published = false;
+    for (const auto& seg : *snap->sealed) published |= seg->id == job->id;
+    if (published) continue;  // just installed: shown as ready above.
+    SegmentInfo si;
+    si.id = static_cast<int64_t>(job->id);
+    si.state = job->error.empty() ? "building" : "failed";
+    si.rows = static_cast<int64_t>(job->members.size());
+    si.live = live_members(job->members);
+    for (const FieldSpec& f : layout.fields) {
+      if (f.index.type != IndexType::kIvfPq) continue;
+      SegmentFieldIndex fi;
+      fi.field = f.name;
+      fi.index = "ivf_pq";
+      fi.state = job->error.empty() ? "building" : "failed: " + job->error;
+      si.fields.push_back(std::move(fi));
+    }
+    info.segment_list.push_back(std::move(si));
+  }
+  std::sort(info.segment_list.begin(), info.segment_list.end(),
+            [](const SegmentInfo& a, const SegmentInfo& b) { return a.id < b.id; });
+  if (c->has_ivf) {
+    SegmentInfo growing;
+    growing.state = "growing";
+    growing.rows = std::max<int64_t>(0, growing_rows);
+    info.segment_list.push_back(std::move(growing));
+  }
+  info.segments = static_cast<int64_t>(info.segment_list.size());
+  if (info.segments == 0) info.segments = 1;
   return info;
 }
 
 absl::Status Database::DropCollection(const std::string& name) {
   std::lock_guard<std::mutex> catalog(impl_->catalog_mu);
   ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, impl_->Find(name));
+  c->cancel_builds = true;
   std::lock_guard<std::mutex> write(c->write_mu);
   {
     // No writer can stage while we hold write_mu; let those already enqueued finish, so that
@@ -340,6 +517,7 @@ absl::StatusOr<WriteResult> Database::Upsert(const std::string& name,
       std::lock_guard<std::mutex> lock(c->write_mu);
       if (c->dropped) return CollectionNotFound(name);
       RETURN_IF_ERROR(impl_->store->writable());
+      impl_->MaybeSealLocked(c, /*force=*/false);
       storage::Batch batch;
       for (const Record& rec : records) {
         if (c->row_of.contains(rec.id)) {
@@ -450,6 +628,7 @@ absl::StatusOr<WriteResult> Database::ImportVectors(const std::string& name,
       std::lock_guard<std::mutex> lock(c->write_mu);
       if (c->dropped) return CollectionNotFound(name);
       RETURN_IF_ERROR(impl_->store->writable());
+      impl_->MaybeSealLocked(c, /*force=*/false);
       Segment& seg = c->segment();
       const storage::RecordMeta created_meta{{}, {}, options.provenance};
       storage::Batch batch;
@@ -586,8 +765,7 @@ absl::StatusOr<SearchResponse> Database::Search(const std::string& name,
     ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, impl_->Find(name));
     RETURN_IF_ERROR(ValidateAndNormalizeQuery(c->layout().schema, request));
     std::shared_ptr<const Snapshot> snap = c->segment().snapshot();
-    ASSIGN_OR_RETURN(SearchResponse response,
-                     ExecuteSearch(c->layout(), *snap, request, impl_->pool));
+    ASSIGN_OR_RETURN(SearchResponse response, impl_->SearchOne(c->layout(), *snap, request));
     response.took_us = std::chrono::duration_cast<std::chrono::microseconds>(
                            std::chrono::steady_clock::now() - start)
                            .count();
@@ -617,7 +795,9 @@ absl::StatusOr<std::vector<SearchResponse>> Database::SearchBatch(
     std::map<size_t, std::vector<size_t>> groups;  // field id -> request indices.
     std::vector<size_t> singles;
     for (size_t i = 0; i < requests.size(); ++i) {
-      if (GroupableQuery(layout, requests[i])) {
+      // Queries that may use indexes take the single path (candidates, then exact re-scoring).
+      const bool indexed = !requests[i].exact && snap->sealed && !snap->sealed->empty();
+      if (!indexed && GroupableQuery(layout, requests[i])) {
         groups[layout.field_index.at(requests[i].inputs[0].fields[0])].push_back(i);
       } else {
         singles.push_back(i);
@@ -652,7 +832,7 @@ absl::StatusOr<std::vector<SearchResponse>> Database::SearchBatch(
     }
     for (size_t i : singles) {
       const auto start = Clock::now();
-      auto r = ExecuteSearch(layout, *snap, requests[i], impl_->pool);
+      auto r = impl_->SearchOne(layout, *snap, requests[i]);
       if (!r.ok()) return Annotate(r.status(), "query " + std::to_string(i) + ": ");
       r->took_us = micros(Clock::now() - start);
       out[i] = std::move(*r);
@@ -666,6 +846,176 @@ std::string Database::KernelBackend() const {
 }
 
 const std::string& Database::path() const { return impl_->store->path(); }
+
+// --- Indexes -------------------------------------------------------------------------------------
+
+void Database::Impl::MaybeSealLocked(const std::shared_ptr<Collection>& c, bool force) {
+  if (!c->has_ivf || c->dropped) return;
+  // Only published rows: they are durable, and the job's snapshot holds them.
+  std::shared_ptr<const Snapshot> snap = c->segment().snapshot();
+  const int64_t unassigned = static_cast<int64_t>(snap->rows) - c->assigned_count;
+  if (unassigned <= 0) return;
+  if (!force && (!options.auto_seal || static_cast<size_t>(unassigned) < options.seal_rows)) return;
+  auto job = std::make_shared<Collection::BuildJob>();
+  job->id = c->next_segment_id++;
+  job->snap = snap;
+  if (c->assigned.size() < (snap->rows + 63) / 64) c->assigned.resize((snap->rows + 63) / 64, 0);
+  for (size_t r = 0; r < snap->rows; ++r) {
+    uint64_t& word = c->assigned[r >> 6];
+    const uint64_t bit = uint64_t{1} << (r & 63);
+    if (word & bit) continue;
+    // Every unassigned row is assigned now (deleted ones too, so they are not counted again);
+    // only live ones become members.
+    word |= bit;
+    ++c->assigned_count;
+    if (snap->Live(r)) job->members.push_back(static_cast<uint32_t>(r));
+  }
+  if (job->members.empty()) return;
+  c->jobs.push_back(job);
+  Queue(c, std::move(job));
+}
+
+void Database::Impl::Queue(const std::shared_ptr<Collection>& c,
+                           std::shared_ptr<Collection::BuildJob> job) {
+  {
+    std::lock_guard<std::mutex> lock(build_mu);
+    if (stopping) return;
+    build_queue.emplace_back(c, std::move(job));
+  }
+  build_cv.notify_all();
+}
+
+void Database::Impl::BuilderLoop() {
+  while (true) {
+    std::shared_ptr<Collection> c;
+    std::shared_ptr<Collection::BuildJob> job;
+    {
+      std::unique_lock<std::mutex> lock(build_mu);
+      build_cv.wait(lock, [&] { return stopping || !build_queue.empty(); });
+      if (stopping) return;
+      c = std::move(build_queue.front().first);
+      job = std::move(build_queue.front().second);
+      build_queue.pop_front();
+      running = c;
+    }
+    RunBuild(c, job);
+    std::lock_guard<std::mutex> lock(build_mu);
+    running.reset();
+  }
+}
+
+void Database::Impl::RunBuild(const std::shared_ptr<Collection>& c,
+                              const std::shared_ptr<Collection::BuildJob>& job) {
+  if (c->cancel_builds.load()) return;
+  std::string artifact;
+  absl::StatusOr<std::shared_ptr<SealedSegment>> built = BuildSealedSegment(
+      c->layout(), *job->snap, job->id, job->members, &artifact, pool, &c->cancel_builds);
+  storage::CommitTicket ticket;
+  std::shared_ptr<const Snapshot> staged;
+  {
+    std::lock_guard<std::mutex> lock(c->write_mu);
+    if (c->dropped) return;
+    if (!built.ok()) {
+      job->error = std::string(built.status().message());
+      return;
+    }
+    // Install: the segment joins the ready list and is persisted in the same (ordered) commit
+    // queue as the writes, so it is published only once durable, after the writes staged before.
+    Segment& seg = c->segment();
+    auto sealed = seg.writer_sealed() ? std::make_shared<SealedList>(*seg.writer_sealed())
+                                      : std::make_shared<SealedList>();
+    sealed->push_back(*built);
+    seg.SetSealed(sealed, ComputeCovered(c->layout(), *sealed, seg.writer_rows()));
+    storage::Batch batch;
+    batch.PutStat(c->id(), SegmentStatKey(job->id), artifact);
+    staged = seg.Stage();
+    absl::StatusOr<storage::CommitTicket> t = EnqueueWrite(*c, std::move(batch));
+    if (!t.ok()) {
+      // The store is read-only: nothing more can be persisted (nor published).
+      job->error = "not persisted: " + std::string(t.status().message());
+      return;
+    }
+    ticket = *t;
+  }
+  absl::Status s = AwaitWrite(*c, ticket, std::move(staged));
+  // The job leaves the list only once its segment is published, so that progress never shows
+  // it as neither building nor ready.
+  std::lock_guard<std::mutex> lock(c->write_mu);
+  if (!s.ok()) {
+    job->error = "not persisted: " + std::string(s.message());
+    return;
+  }
+  c->jobs.erase(std::remove(c->jobs.begin(), c->jobs.end(), job), c->jobs.end());
+}
+
+IndexBuildProgress Database::Impl::ProgressLocked(const Collection& c) const {
+  IndexBuildProgress p;
+  std::shared_ptr<const Snapshot> snap = c.segment().snapshot();
+  for (const auto& seg : *snap->sealed) {
+    // A segment published while its job is still listed (the moment between the two) counts
+    // once, as building.
+    bool listed = false;
+    for (const auto& job : c.jobs) listed |= job->id == seg->id;
+    p.ready += !listed;
+  }
+  for (const auto& job : c.jobs) {
+    if (job->error.empty()) {
+      ++p.building;
+    } else {
+      ++p.failed;
+    }
+  }
+  p.segments = p.ready + p.building + p.failed;
+  p.growing_rows = std::max<int64_t>(0, static_cast<int64_t>(snap->rows) - c.assigned_count);
+  return p;
+}
+
+absl::StatusOr<IndexBuildProgress> Database::BuildIndex(const std::string& name,
+                                                        const std::string& field) {
+  ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, impl_->Find(name));
+  if (!field.empty()) {
+    const FieldSpec* f = c->layout().FindField(field);
+    if (f == nullptr) {
+      return absl::NotFoundError("build-index: collection " + Quote(name) + " has no field " +
+                                 Quote(field));
+    }
+    if (f->index.type != IndexType::kIvfPq) {
+      return absl::InvalidArgumentError("build-index: field " + Quote(field) +
+                                        " has no ivf_pq index (its schema says flat)");
+    }
+  }
+  if (!c->has_ivf) {
+    return absl::InvalidArgumentError("build-index: collection " + Quote(name) +
+                                      " has no field with an ivf_pq index");
+  }
+  std::lock_guard<std::mutex> lock(c->write_mu);
+  if (c->dropped) return CollectionNotFound(name);
+  RETURN_IF_ERROR(impl_->store->writable());
+  for (auto& job : c->jobs) {
+    if (!job->error.empty()) {
+      job->error.clear();  // retry.
+      impl_->Queue(c, job);
+    }
+  }
+  impl_->MaybeSealLocked(c, /*force=*/true);
+  return impl_->ProgressLocked(*c);
+}
+
+absl::StatusOr<IndexBuildProgress> Database::IndexProgress(const std::string& name) const {
+  ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, impl_->Find(name));
+  std::lock_guard<std::mutex> lock(c->write_mu);
+  return impl_->ProgressLocked(*c);
+}
+
+absl::StatusOr<IndexBuildProgress> Database::WaitForIndexes(
+    const std::string& name, std::chrono::milliseconds timeout) const {
+  const auto end = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    ASSIGN_OR_RETURN(IndexBuildProgress p, IndexProgress(name));
+    if (p.done() || std::chrono::steady_clock::now() >= end) return p;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
 
 DatabaseStats Database::Stats() const {
   DatabaseStats out;

@@ -48,6 +48,7 @@
 // Thread safety: all methods may be called concurrently from any number of threads.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <span>
 #include <string>
@@ -72,6 +73,12 @@ struct DatabaseOptions {
   // Recompute a (modality, field) calibration when the field's vector count has changed by at
   // least this fraction since the last computation (and always when none exists). Default: 0.1.
   double calibration_refresh_fraction = 0.1;
+  // Indexes (collections with ivf_pq fields only): the growing segment is sealed once it holds
+  // this many rows not yet in a sealed segment (deleted ones included), and the sealed segment's
+  // IVF-PQ indexes are built in the background. Default: 262144. build-index seals at any size.
+  size_t seal_rows = 262144;
+  // Build indexes in the background at all (false: only BuildIndex starts builds; tests).
+  bool auto_seal = true;
 };
 
 // Options of ImportVectors: record ids are id_prefix + decimal(row + id_offset).
@@ -138,6 +145,19 @@ class Database {
   // ("query 3: ...").
   absl::StatusOr<std::vector<SearchResponse>> SearchBatch(const std::string& name,
                                                           std::vector<SearchRequest> requests) const;
+
+  // Indexes (docs/query-semantics.md, "Indexes"). BuildIndex seals the rows not yet in a sealed
+  // segment (if any) into a new segment and queues the builds of its ivf_pq indexes, plus the
+  // retry of failed builds; it returns at once with the progress. `field` empty = every ivf_pq
+  // field (a segment's fields are always built together; naming one only checks it).
+  // InvalidArgument when the collection (or `field`) has no ivf_pq index; NotFound for an
+  // unknown field.
+  absl::StatusOr<IndexBuildProgress> BuildIndex(const std::string& name, const std::string& field);
+  absl::StatusOr<IndexBuildProgress> IndexProgress(const std::string& name) const;
+  // Waits until no build of the collection is queued or running, at most `timeout`; returns the
+  // progress then (done() false on timeout).
+  absl::StatusOr<IndexBuildProgress> WaitForIndexes(const std::string& name,
+                                                     std::chrono::milliseconds timeout) const;
 
   // Telemetry since Open: per public operation (search, search_batch, upsert, import, get,
   // delete, in that order) the count, errors and latency percentiles measured around the whole

@@ -27,6 +27,7 @@ absl::StatusOr<std::shared_ptr<const Layout>> Layout::Make(const CollectionSchem
     spec.metric = space_it->second.metric;
     spec.dim = static_cast<size_t>(space_it->second.dim);
     spec.weight = field.weight;
+    spec.index = field.index;
     layout->field_index[name] = spec.id;
     layout->all_field_ids.push_back(spec.id);
     layout->space_fields[field.space].push_back(spec.id);

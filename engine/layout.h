@@ -25,6 +25,7 @@ struct FieldSpec {
   Metric metric = Metric::kCosine;
   size_t dim = 0;
   float weight = 1.0f;  // the schema's default fusion weight.
+  IndexSpec index;      // the schema's index for this field.
 };
 
 struct Layout {

@@ -70,9 +70,10 @@ bool IdLess(const std::string& a, const std::string& b) { return a < b; }
 class Executor {
  public:
   Executor(const Layout& layout, const Snapshot& snap, const SearchRequest& request,
-           kernels::ThreadPool* pool, const float* precomputed_raw)
+           kernels::ThreadPool* pool, const float* precomputed_raw,
+           const std::vector<uint64_t>* restrict_rows)
       : layout_(layout), snap_(snap), req_(request), pool_(pool),
-        precomputed_raw_(precomputed_raw) {}
+        precomputed_raw_(precomputed_raw), restrict_(restrict_rows) {}
 
   absl::StatusOr<SearchResponse> Run();
 
@@ -106,6 +107,7 @@ class Executor {
   const SearchRequest& req_;
   kernels::ThreadPool* pool_;
   const float* precomputed_raw_;
+  const std::vector<uint64_t>* restrict_;  // candidate rows, or nullptr for every row.
   const kernels::KernelTable& kt_ = kernels::ActiveKernels();
   std::vector<TargetField> targets_;
   std::vector<uint64_t> candidates_;
@@ -119,6 +121,7 @@ void Executor::ScorePage(size_t p, const CompiledFilter& filter) {
   for (size_t w = 0; w < kPageWords; ++w) {
     const size_t gw = p * kPageWords + w;
     uint64_t bits = snap_.RowMask(gw) & ~snap_.TombstoneWord(gw);
+    if (restrict_ != nullptr) bits &= gw < restrict_->size() ? (*restrict_)[gw] : 0;
     for (size_t f : filter.has_fields()) bits &= page.PresentWord(f, w);
     if (filter.has_predicates()) {
       uint64_t keep = 0;
@@ -135,11 +138,13 @@ void Executor::ScorePage(size_t p, const CompiledFilter& filter) {
     PageStats& st = t.page_stats[p];
     uint64_t fmask[kPageWords];
     bool any = false;
+    int count = 0;
     for (size_t w = 0; w < kPageWords; ++w) {
       const size_t gw = p * kPageWords + w;
       fmask[w] = cand[w] & page.PresentWord(t.field, w);
       if (gw < t.mask.size()) t.mask[gw] = fmask[w];
       any |= fmask[w] != 0;
+      count += __builtin_popcountll(fmask[w]);
     }
     if (!any) continue;
     const float* data = page.FieldData(t.field);
@@ -153,6 +158,15 @@ void Executor::ScorePage(size_t p, const CompiledFilter& filter) {
         for (uint64_t b = fmask[w]; b; b &= b - 1) {
           const size_t i = w * 64 + static_cast<size_t>(__builtin_ctzll(b));
           out[i] = -kt_.l2sqr(t.query, data + i * d, d);
+        }
+      }
+    } else if (restrict_ != nullptr && count < 32) {
+      // A few candidate rows (an index narrowed them): score just those, with the same
+      // one-query kernel the whole-page pass uses.
+      for (size_t w = 0; w < kPageWords; ++w) {
+        for (uint64_t b = fmask[w]; b; b &= b - 1) {
+          const size_t i = w * 64 + static_cast<size_t>(__builtin_ctzll(b));
+          kt_.inner_products(t.query, 1, data + i * d, 1, d, out + i, 1);
         }
       }
     } else {
@@ -523,8 +537,9 @@ absl::StatusOr<SearchResponse> Executor::Run() {
 absl::StatusOr<SearchResponse> ExecuteSearch(const Layout& layout, const Snapshot& snapshot,
                                              const SearchRequest& request,
                                              kernels::ThreadPool* pool,
-                                             const float* precomputed_raw) {
-  Executor executor(layout, snapshot, request, pool, precomputed_raw);
+                                             const float* precomputed_raw,
+                                             const std::vector<uint64_t>* restrict_rows) {
+  Executor executor(layout, snapshot, request, pool, precomputed_raw, restrict_rows);
   return executor.Run();
 }
 

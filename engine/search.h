@@ -48,10 +48,13 @@ namespace rosetta::engine {
 // `precomputed_raw` (optional, single-field requests only): the raw scores of every row of the
 // snapshot for the targeted field (num_pages() * kPageRows floats, from ScoreFieldGroup); the
 // search then skips its own scoring pass.
+// `restrict_rows` (optional): a row bitmap; only those rows are candidates (the indexed plan's
+// union of candidates). Normalisation statistics and per-field ranks are then over that set.
 absl::StatusOr<SearchResponse> ExecuteSearch(const Layout& layout, const Snapshot& snapshot,
                                              const SearchRequest& request,
                                              kernels::ThreadPool* pool,
-                                             const float* precomputed_raw = nullptr);
+                                             const float* precomputed_raw = nullptr,
+                                             const std::vector<uint64_t>* restrict_rows = nullptr);
 
 // SearchBatch's grouping: validated requests with one input targeting one ip / cosine field and
 // no filter can be scored together.

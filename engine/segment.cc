@@ -97,6 +97,12 @@ void Segment::Tombstone(size_t row) {
   }
 }
 
+void Segment::SetSealed(std::shared_ptr<const SealedList> sealed,
+                        std::shared_ptr<const CoveredRows> covered) {
+  sealed_ = std::move(sealed);
+  covered_ = std::move(covered);
+}
+
 void Segment::SetCalibration(std::shared_ptr<const CalibrationSet> calibration) {
   calibration_ = std::move(calibration);
 }
@@ -115,6 +121,8 @@ std::shared_ptr<const Snapshot> Segment::Stage() {
   snap->live_records = live_records_;
   snap->field_vectors = field_vectors_;
   snap->any_record_weights = any_record_weights_;
+  snap->sealed = sealed_ ? sealed_ : std::make_shared<const SealedList>();
+  snap->covered = covered_ ? covered_ : std::make_shared<const CoveredRows>();
   return snap;
 }
 

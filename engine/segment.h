@@ -109,6 +109,12 @@ class Page {
 
 using PageDirectory = std::vector<std::shared_ptr<Page>>;
 
+struct SealedSegment;  // engine/index.h
+using SealedList = std::vector<std::shared_ptr<const SealedSegment>>;
+// Per field id: rows whose vector of that field is served by a ready sealed index (bit set), or
+// nullptr for a field no index covers.
+using CoveredRows = std::vector<std::shared_ptr<const std::vector<uint64_t>>>;
+
 // Calibration statistics keyed by (query modality, field id).
 using CalibrationSet = std::map<std::pair<std::string, size_t>, CalibrationStats>;
 
@@ -124,6 +130,16 @@ struct Snapshot {
   // False when no row of the segment ever had record weights: search then skips the per-row
   // metadata lookup (every record weight is 1).
   bool any_record_weights = false;
+  // Sealed segments whose indexes are built (searchable), and the rows they cover per field.
+  std::shared_ptr<const SealedList> sealed;
+  std::shared_ptr<const CoveredRows> covered;
+
+  // Whether row r's vector of `field` is served by a sealed index.
+  bool Covered(size_t field, size_t r) const {
+    if (!covered || field >= covered->size() || !(*covered)[field]) return false;
+    const auto& bits = *(*covered)[field];
+    return (r >> 6) < bits.size() && ((bits[r >> 6] >> (r & 63)) & 1);
+  }
 
   size_t num_pages() const { return (rows + kPageRows - 1) >> kPageShift; }
   const Page& page(size_t p) const { return *(*pages)[p]; }
@@ -158,6 +174,9 @@ class Segment {
   // Marks a published or pending row deleted (copy-on-write once per batch).
   void Tombstone(size_t row);
   void SetCalibration(std::shared_ptr<const CalibrationSet> calibration);
+  // Replaces the ready sealed segments and their coverage (published with the next Stage).
+  void SetSealed(std::shared_ptr<const SealedList> sealed, std::shared_ptr<const CoveredRows> covered);
+  const std::shared_ptr<const SealedList>& writer_sealed() const { return sealed_; }
   // Captures every change so far in a new immutable snapshot without publishing it (the engine
   // stages a write, makes it durable outside the writer lock, then publishes what it staged).
   std::shared_ptr<const Snapshot> Stage();
@@ -188,6 +207,8 @@ class Segment {
   std::vector<int64_t> field_vectors_;
   bool any_record_weights_ = false;
   uint64_t staged_seq_ = 0;
+  std::shared_ptr<const SealedList> sealed_;
+  std::shared_ptr<const CoveredRows> covered_;
   // Published state.
   mutable std::mutex snapshot_mu_;
   std::shared_ptr<const Snapshot> snapshot_;  // guarded by snapshot_mu_.

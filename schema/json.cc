@@ -532,7 +532,7 @@ absl::StatusOr<CollectionSchema> SchemaFromJsonAt(const Doc& doc, const Json& j,
   for (const auto& item : fields->items()) {
     const std::string fp = Child(fields_path, item.key());
     const Json& v = item.value();
-    RETURN_IF_ERROR(doc.ExpectKeys(v, fp, {"space", "modality", "weight"}));
+    RETURN_IF_ERROR(doc.ExpectKeys(v, fp, {"space", "modality", "weight", "index"}));
     Field field;
     field.name = item.key();
     ASSIGN_OR_RETURN(const Json* space, Require(doc, v, fp, "space"));
@@ -541,6 +541,33 @@ absl::StatusOr<CollectionSchema> SchemaFromJsonAt(const Doc& doc, const Json& j,
     ASSIGN_OR_RETURN(field.modality, doc.String(*modality, Child(fp, "modality")));
     if (const Json* w = Find(v, "weight")) {
       ASSIGN_OR_RETURN(field.weight, doc.Float(*w, Child(fp, "weight")));
+    }
+    if (const Json* ix = Find(v, "index")) {
+      const std::string ip = Child(fp, "index");
+      // "flat" | "ivf_pq" | {"type": ..., "nlist"?, "m"?, "nbits"?}
+      const Json* type = ix;
+      if (ix->is_object()) {
+        RETURN_IF_ERROR(doc.ExpectKeys(*ix, ip, {"type", "nlist", "m", "nbits"}));
+        ASSIGN_OR_RETURN(type, Require(doc, *ix, ip, "type"));
+      }
+      const std::string tp = ix->is_object() ? Child(ip, "type") : ip;
+      ASSIGN_OR_RETURN(std::string name, doc.String(*type, tp));
+      if (name == "flat") {
+        field.index.type = IndexType::kFlat;
+      } else if (name == "ivf_pq") {
+        field.index.type = IndexType::kIvfPq;
+      } else {
+        return doc.Error(tp, "unknown index type \"" + name + "\" (expected flat or ivf_pq)");
+      }
+      if (ix->is_object()) {
+        for (auto [key, member] : {std::pair<const char*, int64_t*>{"nlist", &field.index.nlist},
+                                   {"m", &field.index.m},
+                                   {"nbits", &field.index.nbits}}) {
+          if (const Json* n = Find(*ix, key)) {
+            ASSIGN_OR_RETURN(*member, doc.Int(*n, Child(ip, key)));
+          }
+        }
+      }
     }
     s.fields[field.name] = std::move(field);
   }
@@ -852,6 +879,15 @@ Json SchemaToJson(const CollectionSchema& schema) {
     fj["space"] = f.space;
     fj["modality"] = f.modality;
     fj["weight"] = FloatToJson(f.weight);
+    // Written only when not the default, so schemas without indexes read as they always did.
+    if (f.index.type == IndexType::kIvfPq) {
+      Json ix = Json::object();
+      ix["type"] = "ivf_pq";
+      if (f.index.nlist != 0) ix["nlist"] = f.index.nlist;
+      if (f.index.m != 0) ix["m"] = f.index.m;
+      if (f.index.nbits != 0) ix["nbits"] = f.index.nbits;
+      fj["index"] = std::move(ix);
+    }
     fields[name] = std::move(fj);
   }
   out["fields"] = std::move(fields);
@@ -903,10 +939,17 @@ absl::StatusOr<SearchRequest> SearchRequestFromJson(const Json& j) {
     const Doc doc{"query"};
     RETURN_IF_ERROR(doc.ExpectKeys(j, "",
                                    {"k", "inputs", "weights", "fusion", "normalize", "missing",
-                                    "filter", "exact", "explain", "with_attributes"}));
+                                    "filter", "exact", "nprobe", "refine", "explain",
+                                    "with_attributes"}));
     SearchRequest r;
     if (const Json* v = Find(j, "k")) {
       ASSIGN_OR_RETURN(r.k, doc.Int32(*v, "k"));
+    }
+    if (const Json* v = Find(j, "nprobe")) {
+      ASSIGN_OR_RETURN(r.nprobe, doc.Int32(*v, "nprobe"));
+    }
+    if (const Json* v = Find(j, "refine")) {
+      ASSIGN_OR_RETURN(r.refine, doc.Int32(*v, "refine"));
     }
     ASSIGN_OR_RETURN(const Json* inputs, Require(doc, j, "", "inputs"));
     if (!inputs->is_array()) return doc.TypeError("inputs", "an array", *inputs);
@@ -999,6 +1042,8 @@ Json SearchRequestToJson(const SearchRequest& r) {
     out["filter"] = std::move(filter);
   }
   out["exact"] = r.exact;
+  if (r.nprobe != 0) out["nprobe"] = r.nprobe;
+  if (r.refine != 0) out["refine"] = r.refine;
   out["explain"] = r.explain;
   out["with_attributes"] = r.with_attributes;
   return out;
@@ -1020,13 +1065,29 @@ Json SearchResponseToJson(const SearchResponse& r) {
   Json out = Json::object();
   out["results"] = std::move(results);
   out["took_us"] = r.took_us;
+  // Only when indexes narrowed the candidates (exhaustive answers read as they always did).
+  if (!r.exact) out["exact"] = false;
+  if (!r.plan.empty()) {
+    Json plan = Json::array();
+    for (const FieldPlan& p : r.plan) {
+      Json pj = Json::object();
+      pj["field"] = p.field;
+      pj["index"] = p.index;
+      pj["nprobe"] = p.nprobe;
+      pj["indexed_segments"] = p.indexed_segments;
+      pj["scanned_rows"] = p.scanned_rows;
+      pj["candidates"] = p.candidates;
+      plan.push_back(std::move(pj));
+    }
+    out["plan"] = std::move(plan);
+  }
   return out;
 }
 
 absl::StatusOr<SearchResponse> SearchResponseFromJson(const Json& j) {
   return Guard("response", [&]() -> absl::StatusOr<SearchResponse> {
     const Doc doc{"response"};
-    RETURN_IF_ERROR(doc.ExpectKeys(j, "", {"results", "took_us"}));
+    RETURN_IF_ERROR(doc.ExpectKeys(j, "", {"results", "took_us", "exact", "plan"}));
     SearchResponse r;
     ASSIGN_OR_RETURN(const Json* results, Require(doc, j, "", "results"));
     if (!results->is_array()) return doc.TypeError("results", "an array", *results);
@@ -1064,6 +1125,33 @@ absl::StatusOr<SearchResponse> SearchResponseFromJson(const Json& j) {
     if (const Json* t = Find(j, "took_us")) {
       ASSIGN_OR_RETURN(r.took_us, doc.Int(*t, "took_us"));
     }
+    if (const Json* e = Find(j, "exact")) {
+      ASSIGN_OR_RETURN(r.exact, doc.Bool(*e, "exact"));
+    }
+    if (const Json* plan = Find(j, "plan")) {
+      if (!plan->is_array()) return doc.TypeError("plan", "an array", *plan);
+      for (size_t i = 0; i < plan->size(); ++i) {
+        const std::string pp = Index("plan", i);
+        const Json& pj = (*plan)[i];
+        RETURN_IF_ERROR(doc.ExpectKeys(pj, pp, {"field", "index", "nprobe", "indexed_segments",
+                                                "scanned_rows", "candidates"}));
+        FieldPlan p;
+        for (auto [key, member] :
+             {std::pair<const char*, std::string*>{"field", &p.field}, {"index", &p.index}}) {
+          ASSIGN_OR_RETURN(const Json* v, Require(doc, pj, pp, key));
+          ASSIGN_OR_RETURN(*member, doc.String(*v, Child(pp, key)));
+        }
+        for (auto [key, member] :
+             {std::pair<const char*, int64_t*>{"nprobe", &p.nprobe},
+              {"indexed_segments", &p.indexed_segments},
+              {"scanned_rows", &p.scanned_rows},
+              {"candidates", &p.candidates}}) {
+          ASSIGN_OR_RETURN(const Json* v, Require(doc, pj, pp, key));
+          ASSIGN_OR_RETURN(*member, doc.Int(*v, Child(pp, key)));
+        }
+        r.plan.push_back(std::move(p));
+      }
+    }
     return r;
   });
 }
@@ -1092,6 +1180,33 @@ Json CollectionInfoToJson(const CollectionInfo& info) {
     cal.push_back(std::move(cj));
   }
   out["calibration"] = std::move(cal);
+  // Only for collections with indexes (others have one growing segment and nothing to show).
+  if (!info.segment_list.empty()) {
+    Json segs = Json::array();
+    for (const SegmentInfo& si : info.segment_list) {
+      Json sj = Json::object();
+      sj["id"] = si.id;
+      sj["state"] = si.state;
+      sj["rows"] = si.rows;
+      sj["live"] = si.live;
+      Json fields = Json::array();
+      for (const SegmentFieldIndex& f : si.fields) {
+        Json fj = Json::object();
+        fj["field"] = f.field;
+        fj["index"] = f.index;
+        fj["state"] = f.state;
+        fj["vectors"] = f.vectors;
+        fj["nlist"] = f.nlist;
+        fj["m"] = f.m;
+        fj["nbits"] = f.nbits;
+        fj["bytes_per_vector"] = std::isfinite(f.bytes_per_vector) ? Json(f.bytes_per_vector) : Json(0);
+        fields.push_back(std::move(fj));
+      }
+      sj["fields"] = std::move(fields);
+      segs.push_back(std::move(sj));
+    }
+    out["segment_list"] = std::move(segs);
+  }
   return out;
 }
 
@@ -1100,7 +1215,7 @@ absl::StatusOr<CollectionInfo> CollectionInfoFromJson(const Json& j) {
     const Doc doc{"collection info"};
     RETURN_IF_ERROR(doc.ExpectKeys(j, "",
                                    {"name", "schema", "records", "field_vectors", "segments",
-                                    "storage", "kernel_backend", "calibration"}));
+                                    "storage", "kernel_backend", "calibration", "segment_list"}));
     CollectionInfo info;
     ASSIGN_OR_RETURN(const Json* schema, Require(doc, j, "", "schema"));
     ASSIGN_OR_RETURN(info.schema, SchemaFromJsonAt(doc, *schema, "schema"));
@@ -1155,6 +1270,50 @@ absl::StatusOr<CollectionInfo> CollectionInfoFromJson(const Json& j) {
           ASSIGN_OR_RETURN(*member, doc.Double(*v, Child(cp, key)));
         }
         info.calibration.push_back(std::move(c));
+      }
+    }
+    if (const Json* segs = Find(j, "segment_list")) {
+      if (!segs->is_array()) return doc.TypeError("segment_list", "an array", *segs);
+      for (size_t i = 0; i < segs->size(); ++i) {
+        const std::string sp = Index("segment_list", i);
+        const Json& sj = (*segs)[i];
+        RETURN_IF_ERROR(doc.ExpectKeys(sj, sp, {"id", "state", "rows", "live", "fields"}));
+        SegmentInfo si;
+        for (auto [key, member] : {std::pair<const char*, int64_t*>{"id", &si.id},
+                                   {"rows", &si.rows},
+                                   {"live", &si.live}}) {
+          ASSIGN_OR_RETURN(const Json* v, Require(doc, sj, sp, key));
+          ASSIGN_OR_RETURN(*member, doc.Int(*v, Child(sp, key)));
+        }
+        ASSIGN_OR_RETURN(const Json* st, Require(doc, sj, sp, "state"));
+        ASSIGN_OR_RETURN(si.state, doc.String(*st, Child(sp, "state")));
+        ASSIGN_OR_RETURN(const Json* fields, Require(doc, sj, sp, "fields"));
+        const std::string fsp = Child(sp, "fields");
+        if (!fields->is_array()) return doc.TypeError(fsp, "an array", *fields);
+        for (size_t k = 0; k < fields->size(); ++k) {
+          const std::string fp = Index(fsp, k);
+          const Json& fj = (*fields)[k];
+          RETURN_IF_ERROR(doc.ExpectKeys(fj, fp, {"field", "index", "state", "vectors", "nlist",
+                                                  "m", "nbits", "bytes_per_vector"}));
+          SegmentFieldIndex f;
+          for (auto [key, member] : {std::pair<const char*, std::string*>{"field", &f.field},
+                                     {"index", &f.index},
+                                     {"state", &f.state}}) {
+            ASSIGN_OR_RETURN(const Json* v, Require(doc, fj, fp, key));
+            ASSIGN_OR_RETURN(*member, doc.String(*v, Child(fp, key)));
+          }
+          for (auto [key, member] : {std::pair<const char*, int64_t*>{"vectors", &f.vectors},
+                                     {"nlist", &f.nlist},
+                                     {"m", &f.m},
+                                     {"nbits", &f.nbits}}) {
+            ASSIGN_OR_RETURN(const Json* v, Require(doc, fj, fp, key));
+            ASSIGN_OR_RETURN(*member, doc.Int(*v, Child(fp, key)));
+          }
+          ASSIGN_OR_RETURN(const Json* b, Require(doc, fj, fp, "bytes_per_vector"));
+          ASSIGN_OR_RETURN(f.bytes_per_vector, doc.Double(*b, Child(fp, "bytes_per_vector")));
+          si.fields.push_back(std::move(f));
+        }
+        info.segment_list.push_back(std::move(si));
       }
     }
     return info;

@@ -39,11 +39,29 @@ struct Space {
 
 // A field stores one modality's vectors in one space. Several fields may share a space (CLIP image
 // and caption), which is what makes cross-modal search meaningful.
+// How a field's vectors are indexed in sealed segments (the growing segment is always scanned
+// exhaustively). See docs/query-semantics.md, "Indexes".
+enum class IndexType {
+  kFlat,   // exhaustive scan everywhere. Default.
+  kIvfPq,  // IVF-PQ per sealed segment (kernels/ivf_pq.h); candidates are re-ranked exactly.
+};
+
+struct IndexSpec {
+  IndexType type = IndexType::kFlat;
+  // ivf_pq only (must be 0 for flat). 0 = the default, chosen when a segment's index is built:
+  int64_t nlist = 0;  // coarse lists, 1 .. 65536; default kernels::DefaultNlist(segment vectors),
+                      // capped at the vectors the segment holds.
+  int64_t m = 0;      // sub-quantizers, must divide the space's dim; default kernels::DefaultM(dim).
+  int64_t nbits = 0;  // bits per code: 8, or 4 (fast-scan layout); 0 = 8.
+  bool operator==(const IndexSpec&) const = default;
+};
+
 struct Field {
   std::string name;
   std::string space;
   std::string modality;             // free-form label: "text", "image", "audio", ...
   float weight = 1.0f;              // default fusion weight. Default: 1.0; must be finite, >= 0.
+  IndexSpec index;                  // default: flat.
 };
 
 enum class AttributeType { kString, kInt, kFloat, kBool, kStringList };
@@ -147,7 +165,13 @@ struct SearchRequest {
   Normalize normalize = Normalize::kCalibrated;
   Missing missing = Missing::kRenormalize;
   Filter filter;
-  bool exact = true;                     // true: the true top-k of the fused score.
+  // false (default): fields with built IVF-PQ indexes yield candidates from them (plus an exact
+  // scan of the rows no index covers yet), and fusion runs on the exact scores of the union of
+  // the candidates (docs/query-semantics.md, "Indexes"). true: exhaustive, the true top-k of the
+  // fused score over every live record. Without any built index both give the same result.
+  bool exact = false;
+  int nprobe = 0;  // IVF lists probed per segment and field; 0 = kernels::DefaultNprobe(nlist).
+  int refine = 0;  // candidates per field and segment re-scored exactly; 0 = max(4k, 40).
   bool explain = true;                   // include per-field explanations in the results.
   bool with_attributes = true;           // include attributes and provenance in the hits.
 };
@@ -170,9 +194,23 @@ struct Hit {
   Provenance provenance;
 };
 
+// How one targeted field produced its candidates (SearchResponse::plan).
+struct FieldPlan {
+  std::string field;
+  std::string index;           // "ivf_pq" when sealed indexes were searched, else "flat".
+  int64_t nprobe = 0;          // lists probed per indexed segment (ivf_pq).
+  int64_t indexed_segments = 0;  // segments whose index was searched.
+  int64_t scanned_rows = 0;    // rows scanned exhaustively (those no built index covers).
+  int64_t candidates = 0;      // distinct records this field contributed to the union.
+};
+
 struct SearchResponse {
   std::vector<Hit> results;  // best first; ties broken by id ascending.
   int64_t took_us = 0;
+  // True when the results are the exact fused top-k over every live record; false when indexes
+  // narrowed the candidates (the fused top-k is then exact over the union of the candidates).
+  bool exact = true;
+  std::vector<FieldPlan> plan;  // one per targeted field when an index was used; else empty.
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -190,6 +228,24 @@ struct CalibrationStats {
   double top1_mean = 0;    // mean over sample queries of their best raw score: "a good match".
 };
 
+// One field's index in one sealed segment (describe).
+struct SegmentFieldIndex {
+  std::string field;
+  std::string index;             // "ivf_pq" | "flat".
+  std::string state;             // "building" | "ready" | "failed: <reason>".
+  int64_t vectors = 0;           // vectors of the field in the segment (indexed ones when ready).
+  int64_t nlist = 0, m = 0, nbits = 0;  // resolved parameters (ivf_pq, once built).
+  double bytes_per_vector = 0;   // index memory per vector (ivf_pq, once built).
+};
+
+struct SegmentInfo {
+  int64_t id = 0;                // unique within the collection, never reused.
+  std::string state;             // "growing" | "building" | "ready".
+  int64_t rows = 0;              // record versions in the segment (deleted ones included).
+  int64_t live = 0;              // live records.
+  std::vector<SegmentFieldIndex> fields;  // sealed segments: one per ivf_pq field.
+};
+
 struct CollectionInfo {
   CollectionSchema schema;
   int64_t records = 0;                           // live records.
@@ -198,6 +254,17 @@ struct CollectionInfo {
   std::string storage;                           // e.g. "rocksdb 7.8.3 (sync: always)".
   std::string kernel_backend;                    // "avx512" | "avx2" | "scalar".
   std::vector<CalibrationStats> calibration;     // one entry per (modality, field) pair.
+  std::vector<SegmentInfo> segment_list;         // sealed segments in id order, then the growing one.
+};
+
+// Progress of index builds in a collection (build-index).
+struct IndexBuildProgress {
+  int64_t segments = 0;        // sealed segments.
+  int64_t ready = 0;           // of which every ivf_pq field index is built.
+  int64_t building = 0;        // of which a build is queued or running.
+  int64_t failed = 0;          // of which a build failed (describe says why).
+  int64_t growing_rows = 0;    // rows not yet in a sealed segment.
+  bool done() const { return building == 0; }
 };
 
 // Latency telemetry of one kind of operation since the process started (engine/telemetry.h):

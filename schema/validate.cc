@@ -225,6 +225,28 @@ absl::Status ValidateSchema(const CollectionSchema& schema) {
     }
     RETURN_IF_ERROR(CheckLabel(field.modality, what + ": modality"));
     RETURN_IF_ERROR(CheckWeight(field.weight, what));
+    const IndexSpec& ix = field.index;
+    if (ix.type == IndexType::kFlat) {
+      if (ix.nlist != 0 || ix.m != 0 || ix.nbits != 0) {
+        return Err(what, ": index: nlist, m and nbits apply to ivf_pq only");
+      }
+    } else if (ix.type == IndexType::kIvfPq) {
+      const int dim = schema.spaces.at(field.space).dim;
+      if (ix.nlist < 0 || ix.nlist > 65536) {
+        return Err(what, ": index: nlist must be in 1..65536 (or left out), got ", ix.nlist);
+      }
+      if (ix.nbits != 0 && ix.nbits != 4 && ix.nbits != 8) {
+        return Err(what, ": index: nbits must be 4 or 8, got ", ix.nbits);
+      }
+      if (ix.m < 0 || ix.m > dim) {
+        return Err(what, ": index: m must be in 1..", dim, " (the space's dim), got ", ix.m);
+      }
+      if (ix.m > 0 && dim % ix.m != 0) {
+        return Err(what, ": index: m = ", ix.m, " does not divide the space's dim ", dim);
+      }
+    } else {
+      return Err(what, ": index: unknown type ", static_cast<int>(ix.type));
+    }
   }
   for (const auto& [name, type] : schema.attributes) {
     if (std::string problem = NameProblem(name); !problem.empty()) {
@@ -485,6 +507,15 @@ absl::Status ValidatePredicate(const CollectionSchema& schema, const Predicate& 
 absl::Status ValidateAndNormalizeQuery(const CollectionSchema& schema, SearchRequest& request) {
   if (request.k < 1 || request.k > kMaxK) {
     return Err("query: k must be in 1..", kMaxK, ", got ", request.k);
+  }
+  if (request.nprobe < 0 || request.nprobe > 65536) {
+    return Err("query: nprobe must be in 0..65536 (0 = default), got ", request.nprobe);
+  }
+  if (request.refine < 0 || request.refine > 100000) {
+    return Err("query: refine must be in 0..100000 (0 = default), got ", request.refine);
+  }
+  if (request.refine > 0 && request.refine < request.k) {
+    return Err("query: refine (", request.refine, ") must be at least k (", request.k, ")");
   }
   if (request.inputs.empty()) return Err("query: at least one input is required");
   if (!FusionFromName(FusionName(request.fusion))) {

@@ -121,6 +121,11 @@ void Batch::DeleteRecord(uint32_t collection, std::string_view id,
   }
 }
 
+void Batch::DeleteStat(uint32_t collection, std::string_view name) {
+  Impl& impl = ROSETTA_BATCH_IMPL_();
+  impl.Add(Impl::Cf::kStats, true, internal::StatKey(collection, name), std::string());
+}
+
 void Batch::PutStat(uint32_t collection, std::string_view name, std::string_view bytes) {
   Impl& impl = ROSETTA_BATCH_IMPL_();
   impl.Add(Impl::Cf::kStats, false, internal::StatKey(collection, name), std::string(bytes));
@@ -859,6 +864,22 @@ absl::StatusOr<std::optional<std::string>> Store::GetStat(uint32_t collection,
   if (s.IsNotFound()) return std::optional<std::string>();
   RETURN_IF_ERROR(FromRocks(s, absl::StrCat("reading stat '", Esc(name), "' from '", d.path, "'")));
   return std::optional<std::string>(std::move(value));
+}
+
+absl::Status Store::ScanStats(
+    uint32_t collection, std::string_view prefix,
+    const std::function<absl::Status(std::string_view, std::string_view)>& fn) const {
+  const Impl& d = *impl_;
+  const std::string lo = internal::StatKey(collection, prefix);
+  const size_t name_at = internal::StatKey(collection, "").size();
+  rocksdb::ReadOptions ro;
+  std::unique_ptr<rocksdb::Iterator> it(d.db->NewIterator(ro, d.stats));
+  for (it->Seek(lo); it->Valid(); it->Next()) {
+    const std::string_view key(it->key().data(), it->key().size());
+    if (key.size() < lo.size() || key.substr(0, lo.size()) != lo) break;
+    RETURN_IF_ERROR(fn(key.substr(name_at), std::string_view(it->value().data(), it->value().size())));
+  }
+  return FromRocks(it->status(), absl::StrCat("scanning stats of '", d.path, "'"));
 }
 
 // --- info ----------------------------------------------------------------------------------------

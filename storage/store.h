@@ -139,6 +139,7 @@ class Batch {
   // Deletes the record's metadata and its vectors for every field id in `fields`.
   void DeleteRecord(uint32_t collection, std::string_view id, std::span<const uint16_t> fields);
   void PutStat(uint32_t collection, std::string_view name, std::string_view bytes);
+  void DeleteStat(uint32_t collection, std::string_view name);
 
   size_t count() const;  // operations added.
   size_t bytes() const;  // approximate payload size.
@@ -246,6 +247,11 @@ class Store {
   // --- derived state ---------------------------------------------------------------------------
   absl::StatusOr<std::optional<std::string>> GetStat(uint32_t collection,
                                                      std::string_view name) const;
+  // Calls fn(name, bytes) for every stat of the collection whose name starts with `prefix`, in
+  // name order, from a consistent snapshot; stops early and returns fn's status if non-OK.
+  absl::Status ScanStats(uint32_t collection, std::string_view prefix,
+                         const std::function<absl::Status(std::string_view name,
+                                                          std::string_view bytes)>& fn) const;
 
   // --- info ------------------------------------------------------------------------------------
   const std::string& path() const;

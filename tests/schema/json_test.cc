@@ -263,7 +263,7 @@ TEST(SchemaJsonTest, StrictErrors) {
       {R"({"name": "x", "spaces": {}, "fields": {"f": {"space": "s", "modality": "m", "weight": 1e39}}})",
        "schema: fields.f.weight: number 1e+39 is out of float32 range"},
       {R"({"name": "x", "spaces": {}, "fields": {"f": {"space": "s", "modality": "m", "dim": 3}}})",
-       "schema: fields.f.dim: unknown key (expected one of: space, modality, weight)"},
+       "schema: fields.f.dim: unknown key (expected one of: space, modality, weight, index)"},
       {R"({"name": "x", "spaces": {}, "fields": {"a b": 7}})",
        "schema: fields[\"a b\"]: expected an object, got an integer"},
       {R"({"name": "x", "spaces": {}, "fields": {}, "attributes": {"t": "list"}})",
@@ -495,7 +495,9 @@ TEST(QueryJsonTest, Defaults) {
   EXPECT_EQ(q.fusion, Fusion::kWeighted);
   EXPECT_EQ(q.normalize, Normalize::kCalibrated);
   EXPECT_EQ(q.missing, Missing::kRenormalize);
-  EXPECT_TRUE(q.exact);
+  EXPECT_FALSE(q.exact);  // indexes are used where built.
+  EXPECT_EQ(q.nprobe, 0);
+  EXPECT_EQ(q.refine, 0);
   EXPECT_TRUE(q.explain);
   EXPECT_TRUE(q.with_attributes);
   EXPECT_TRUE(q.filter.empty());
@@ -566,7 +568,7 @@ TEST(QueryJsonTest, StrictErrors) {
       {R"({"inputs": {}})", "query: inputs: expected an array, got an object"},
       {R"({"inputs": [], "top_k": 5})",
        "query: top_k: unknown key (expected one of: k, inputs, weights, fusion, normalize, "
-       "missing, filter, exact, explain, with_attributes)"},
+       "missing, filter, exact, nprobe, refine, explain, with_attributes)"},
       {R"({"inputs": [], "k": "5"})", "query: k: expected an integer, got a string"},
       {R"({"inputs": [], "k": 5.0})", "query: k: expected an integer, got a number"},
       {R"({"inputs": [], "k": 3000000000})", "query: k: integer 3000000000 is out of range"},
