@@ -117,42 +117,14 @@ struct QuantizedLut {
   float inv_scale = 0;
 };
 
-void QuantizeLut(const float* dist_table, size_t m, size_t pairs, QuantizedLut& q) {
-  q.lut.assign(pairs * 32, 0);
-  double bias = 0;
-  float range = 0;
-  bool finite = true;
-  std::vector<float> row_min(m);
-  for (size_t j = 0; j < m; ++j) {
-    const float* row = dist_table + j * 16;
-    float lo = row[0], hi = row[0];
-    for (size_t i = 0; i < 16; ++i) {
-      if (!std::isfinite(row[i])) finite = false;
-      lo = std::min(lo, row[i]);
-      hi = std::max(hi, row[i]);
-    }
-    row_min[j] = lo;
-    bias += lo;
-    range = std::max(range, hi - lo);
-  }
-  if (!finite) {
+void QuantizeLut(const PqKernelTable& pk, const float* dist_table, size_t m, size_t pairs,
+                 QuantizedLut& q) {
+  q.lut.resize(pairs * 32);
+  if (!pk.quantize_lut(dist_table, m, q.lut.data(), &q.bias, &q.inv_scale)) {
     // A non-finite query: nothing can be scored; NaN scores are never admitted.
     q.bias = std::numeric_limits<float>::quiet_NaN();
     q.inv_scale = 0;
-    return;
   }
-  const float qmax = static_cast<float>(std::min<size_t>(255, 65535 / std::max<size_t>(m, 1)));
-  const float scale = range > 0 ? qmax / range : 0.0f;
-  for (size_t j = 0; j < m; ++j) {
-    const float* row = dist_table + j * 16;
-    uint8_t* out = q.lut.data() + (j / 2) * 32 + (j % 2) * 16;
-    for (size_t i = 0; i < 16; ++i) {
-      const float v = std::floor((row[i] - row_min[j]) * scale + 0.5f);
-      out[i] = static_cast<uint8_t>(std::clamp(v, 0.0f, qmax));
-    }
-  }
-  q.bias = static_cast<float>(bias);
-  q.inv_scale = scale > 0 ? 1.0f / scale : 0.0f;
 }
 
 inline float FastScanScore(float offset, const QuantizedLut& q, uint32_t acc) {
@@ -598,7 +570,7 @@ std::vector<std::vector<Scored>> IvfPqIndex::Search(const float* queries, size_t
       if (ip) {
         pq_.ComputeIpTable(q, table.data(), level);
         for (float& t : table) t = -t;  // distance-like: smaller is better
-        QuantizeLut(table.data(), m, pairs, qlut);
+        QuantizeLut(pk, table.data(), m, pairs, qlut);
       }
       for (size_t p = p_begin; p < p_end; ++p) {
         const size_t l = static_cast<size_t>(probe[p].id);
@@ -612,7 +584,7 @@ std::vector<std::vector<Scored>> IvfPqIndex::Search(const float* queries, size_t
           const float* c = centroids_.data() + l * d_;
           for (size_t t = 0; t < d_; ++t) residual[t] = q[t] - c[t];
           pq_.ComputeL2Table(residual.data(), table.data(), level);
-          QuantizeLut(table.data(), m, pairs, qlut);
+          QuantizeLut(pk, table.data(), m, pairs, qlut);
         }
         const size_t chunk = kFastScanChunkBlocks * kFastScanBlock;
         for (size_t v0 = 0; v0 < n; v0 += chunk) {

@@ -20,6 +20,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "kernels/cpu/pq_kernels.h"
 #include "kernels/parallel.h"
 
 namespace rosetta::kernels {
@@ -30,6 +31,9 @@ std::atomic<uint64_t> g_kmeans_runs{0};
 // Points scored per task, and centroids per score tile (tile = kChunk x kCentroidBlock floats).
 constexpr size_t kChunk = 128;
 constexpr size_t kCentroidBlock = 512;
+// Up to this dimension, points are scored against centroids directly rather than through a GEMM
+// (measured on SIFT sub-vectors: see NearestCentroids).
+constexpr size_t kDirectMaxDim = 8;
 
 // splitmix64: small, fast, and fully specified (std:: distributions are implementation-defined,
 // which would make the clustering differ between standard libraries).
@@ -120,13 +124,33 @@ void NearestCentroids(const float* x, size_t n, size_t d, const float* centroids
                       ThreadPool* pool, const KernelTable* kernels) {
   if (n == 0 || k == 0 || d == 0) return;
   const KernelTable& kt = kernels != nullptr ? *kernels : ActiveKernels();
+  const internal::PqKernelTable& pk = internal::GetPqKernelTable(kt.level);
+  const size_t nchunks = (n + kChunk - 1) / kChunk;
+
+  if (d <= kDirectMaxDim) {
+    // Few dimensions (PQ sub-spaces): a GEMM has too little depth to pay off; each point is
+    // scored against all centroids directly, vectorised over centroids (transposed, padded).
+    const size_t kpad = (k + 15) / 16 * 16;
+    std::vector<float> ct(d * kpad, 0.0f);
+    for (size_t c = 0; c < k; ++c) {
+      for (size_t t = 0; t < d; ++t) ct[t * kpad + c] = centroids[c * d + t];
+    }
+    RunChunks(pool, nchunks, [&](size_t c_begin, size_t c_end) {
+      for (size_t i = c_begin * kChunk; i < std::min(n, c_end * kChunk); ++i) {
+        float best;
+        assign[i] = pk.nearest_transposed(x + i * d, ct.data(), d, kpad, k, &best);
+        if (distances != nullptr) distances[i] = best;
+      }
+    });
+    return;
+  }
+
   std::vector<float> own_norms;
   if (centroid_sqnorms == nullptr) {
     own_norms.resize(k);
     ComputeSqNorms(centroids, k, d, kt, own_norms.data());
     centroid_sqnorms = own_norms.data();
   }
-  const size_t nchunks = (n + kChunk - 1) / kChunk;
   const size_t block = std::min(k, kCentroidBlock);
   RunChunks(pool, nchunks, [&](size_t c_begin, size_t c_end) {
     std::vector<float> packed(kt.packed_queries_floats(kChunk, d));
@@ -140,28 +164,18 @@ void NearestCentroids(const float* x, size_t n, size_t d, const float* centroids
         packed.resize(kt.packed_queries_floats(rows, d));
       }
       kt.pack_queries(x + p0 * d, rows, d, packed.data());
-      for (size_t r = 0; r < rows; ++r) {
-        best[r] = std::numeric_limits<float>::infinity();
-        best_idx[r] = 0;
-      }
       for (size_t c0 = 0; c0 < k; c0 += block) {
         const size_t cb = std::min(block, k - c0);
         kt.inner_products_packed(packed.data(), rows, centroids + c0 * d, cb, d, tile.data(),
                                  block);
-        const float* norms = centroid_sqnorms + c0;
         for (size_t r = 0; r < rows; ++r) {
-          const float* ip = tile.data() + r * block;
-          float b = best[r];
-          uint32_t bi = best_idx[r];
-          for (size_t j = 0; j < cb; ++j) {
-            const float v = norms[j] - 2.0f * ip[j];
-            if (v < b) {
-              b = v;
-              bi = static_cast<uint32_t>(c0 + j);
-            }
+          float v;
+          const uint32_t j = pk.argmin_norm_ip(centroid_sqnorms + c0, tile.data() + r * block, cb, &v);
+          // Strictly smaller only: on a tie the earlier block (smaller index) keeps its place.
+          if (c0 == 0 || v < best[r]) {
+            best[r] = v;
+            best_idx[r] = static_cast<uint32_t>(c0 + j);
           }
-          best[r] = b;
-          best_idx[r] = bi;
         }
       }
       for (size_t r = 0; r < rows; ++r) {

@@ -170,11 +170,11 @@ void ProductQuantizer::Encode(const float* x, size_t n, uint8_t* codes, ThreadPo
   const internal::PqKernelTable& kt = PqTable(level);
   const size_t ks = ksub(), ds = dsub();
   auto body = [&](size_t begin, size_t end) {
-    std::vector<float> table(m_ * ks);
-    for (size_t c = begin; c < end; ++c) {
-      for (size_t i = c * kEncodeChunk; i < std::min(n, (c + 1) * kEncodeChunk); ++i) {
-        kt.l2_table(x + i * d_, transposed_.data(), m_, ks, ds, table.data());
-        kt.argmin_rows(table.data(), m_, ks, codes + i * m_);
+    for (size_t i = begin * kEncodeChunk; i < std::min(n, end * kEncodeChunk); ++i) {
+      for (size_t j = 0; j < m_; ++j) {
+        float unused;
+        codes[i * m_ + j] = static_cast<uint8_t>(kt.nearest_transposed(
+            x + i * d_ + j * ds, transposed_.data() + j * ds * ks, ds, ks, ks, &unused));
       }
     }
   };

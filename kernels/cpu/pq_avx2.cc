@@ -66,33 +66,121 @@ void IpTable(const float* x, const float* cbt, size_t m, size_t ksub, size_t dsu
   }
 }
 
-// Per lane: the first minimum of that lane's entries (strict less keeps the earlier index); then
-// the smallest index among the lanes holding the overall minimum = the first minimum of the row.
-void ArgminRows(const float* table, size_t m, size_t ksub, uint8_t* codes) {
-  const __m256i step = _mm256_set1_epi32(static_cast<int>(kLanes));
-  for (size_t j = 0; j < m; ++j) {
-    const float* row = table + j * ksub;
-    __m256 best = _mm256_loadu_ps(row);
-    __m256i best_idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    __m256i idx = best_idx;
-    for (size_t i = kLanes; i < ksub; i += kLanes) {
-      idx = _mm256_add_epi32(idx, step);
-      const __m256 v = _mm256_loadu_ps(row + i);
-      const __m256 lt = _mm256_cmp_ps(v, best, _CMP_LT_OQ);
-      best = _mm256_blendv_ps(best, v, lt);
-      best_idx = _mm256_castps_si256(
-          _mm256_blendv_ps(_mm256_castsi256_ps(best_idx), _mm256_castsi256_ps(idx), lt));
-    }
-    alignas(32) float vals[kLanes];
-    alignas(32) int32_t idxs[kLanes];
-    _mm256_store_ps(vals, best);
-    _mm256_store_si256(reinterpret_cast<__m256i*>(idxs), best_idx);
-    size_t win = 0;
-    for (size_t l = 1; l < kLanes; ++l) {
-      if (vals[l] < vals[win] || (vals[l] == vals[win] && idxs[l] < idxs[win])) win = l;
-    }
-    codes[j] = static_cast<uint8_t>(idxs[win]);
+// Running first minimum per lane: strict less keeps the earliest index of equal values.
+struct Best {
+  __m256 value;
+  __m256i index;
+};
+
+inline Best InitBest() {
+  return Best{_mm256_set1_ps(__builtin_inff()), _mm256_setzero_si256()};
+}
+
+inline void Update(Best& b, __m256 cur, __m256i idx) {
+  const __m256 lt = _mm256_cmp_ps(cur, b.value, _CMP_LT_OQ);
+  b.value = _mm256_blendv_ps(b.value, cur, lt);
+  b.index = _mm256_castps_si256(
+      _mm256_blendv_ps(_mm256_castsi256_ps(b.index), _mm256_castsi256_ps(idx), lt));
+}
+
+// The minimum of the 8 lanes, in every lane.
+inline __m256 LaneMin(__m256 v) {
+  v = _mm256_min_ps(v, _mm256_permute2f128_ps(v, v, 1));
+  v = _mm256_min_ps(v, _mm256_shuffle_ps(v, v, 0x4E));
+  return _mm256_min_ps(v, _mm256_shuffle_ps(v, v, 0xB1));
+}
+
+inline __m256i LaneMinEpi32(__m256i v) {
+  v = _mm256_min_epi32(v, _mm256_permute2x128_si256(v, v, 1));
+  v = _mm256_min_epi32(v, _mm256_shuffle_epi32(v, 0x4E));
+  return _mm256_min_epi32(v, _mm256_shuffle_epi32(v, 0xB1));
+}
+
+// The first minimum over the lanes: the smallest index among the lanes at the minimum value.
+inline uint32_t Reduce(const Best& b, float* min_value) {
+  const __m256 mv = LaneMin(b.value);
+  const __m256 at = _mm256_cmp_ps(b.value, mv, _CMP_EQ_OQ);
+  if (_mm256_movemask_ps(at) == 0) {  // NaN entries (unspecified choice): lane 0
+    *min_value = _mm256_cvtss_f32(b.value);
+    return static_cast<uint32_t>(_mm256_cvtsi256_si32(b.index));
   }
+  const __m256i candidates = _mm256_castps_si256(_mm256_blendv_ps(
+      _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF)), _mm256_castsi256_ps(b.index), at));
+  *min_value = _mm256_cvtss_f32(mv);
+  return static_cast<uint32_t>(_mm256_cvtsi256_si32(LaneMinEpi32(candidates)));
+}
+
+// Lanes [0, r) set.
+inline __m256i TailMask(size_t r) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(r)),
+                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+uint32_t ArgminNormIp(const float* norms, const float* ip, size_t n, float* min_value) {
+  const __m256 minus2 = _mm256_set1_ps(-2.0f);
+  const __m256i step = _mm256_set1_epi32(static_cast<int>(kLanes));
+  Best b = InitBest();
+  __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  size_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    Update(b, _mm256_fmadd_ps(minus2, _mm256_loadu_ps(ip + i), _mm256_loadu_ps(norms + i)), idx);
+    idx = _mm256_add_epi32(idx, step);
+  }
+  if (i < n) {
+    const __m256i valid = TailMask(n - i);
+    const __m256 w = _mm256_fmadd_ps(minus2, _mm256_maskload_ps(ip + i, valid),
+                                     _mm256_maskload_ps(norms + i, valid));
+    Update(b, _mm256_blendv_ps(_mm256_set1_ps(__builtin_inff()), w, _mm256_castsi256_ps(valid)),
+           idx);
+  }
+  return Reduce(b, min_value);
+}
+
+// Four groups of 8 centroids per step: four independent multiply-add chains over t.
+uint32_t NearestTransposed(const float* x, const float* ct, size_t d, size_t kpad, size_t k,
+                           float* min_value) {
+  const __m256i step = _mm256_set1_epi32(static_cast<int>(kLanes));
+  const __m256 inf = _mm256_set1_ps(__builtin_inff());
+  Best b = InitBest();
+  __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  size_t i = 0;
+  for (; i + 4 * kLanes <= k; i += 4 * kLanes) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    for (size_t t = 0; t < d; ++t) {
+      const __m256 xt = _mm256_set1_ps(x[t]);
+      const float* c = ct + t * kpad + i;
+      const __m256 d0 = _mm256_sub_ps(xt, _mm256_loadu_ps(c));
+      const __m256 d1 = _mm256_sub_ps(xt, _mm256_loadu_ps(c + kLanes));
+      const __m256 d2 = _mm256_sub_ps(xt, _mm256_loadu_ps(c + 2 * kLanes));
+      const __m256 d3 = _mm256_sub_ps(xt, _mm256_loadu_ps(c + 3 * kLanes));
+      a0 = _mm256_fmadd_ps(d0, d0, a0);
+      a1 = _mm256_fmadd_ps(d1, d1, a1);
+      a2 = _mm256_fmadd_ps(d2, d2, a2);
+      a3 = _mm256_fmadd_ps(d3, d3, a3);
+    }
+    Update(b, a0, idx);
+    idx = _mm256_add_epi32(idx, step);
+    Update(b, a1, idx);
+    idx = _mm256_add_epi32(idx, step);
+    Update(b, a2, idx);
+    idx = _mm256_add_epi32(idx, step);
+    Update(b, a3, idx);
+    idx = _mm256_add_epi32(idx, step);
+  }
+  for (; i < k; i += kLanes) {
+    __m256 a0 = _mm256_setzero_ps();
+    for (size_t t = 0; t < d; ++t) {
+      const __m256 d0 = _mm256_sub_ps(_mm256_set1_ps(x[t]), _mm256_loadu_ps(ct + t * kpad + i));
+      a0 = _mm256_fmadd_ps(d0, d0, a0);
+    }
+    if (i + kLanes > k) {
+      a0 = _mm256_blendv_ps(inf, a0, _mm256_castsi256_ps(TailMask(k - i)));
+    }
+    Update(b, a0, idx);
+    idx = _mm256_add_epi32(idx, step);
+  }
+  return Reduce(b, min_value);
 }
 
 void AdcScan8Unrolled(const uint8_t* codes, size_t n, size_t m, const float* table, float* out) {
@@ -257,6 +345,62 @@ size_t FastScan(const uint8_t* blocks, size_t n, size_t pairs, const uint8_t* lu
   return nhits;
 }
 
+inline __m256 LaneMax(__m256 v) {
+  v = _mm256_max_ps(v, _mm256_permute2f128_ps(v, v, 1));
+  v = _mm256_max_ps(v, _mm256_shuffle_ps(v, v, 0x4E));
+  return _mm256_max_ps(v, _mm256_shuffle_ps(v, v, 0xB1));
+}
+
+// Per row: two 8-float halves. See the scalar version for the exact semantics.
+bool QuantizeLut(const float* table, size_t m, uint8_t* lut, float* bias, float* inv_scale) {
+  const __m256 zero = _mm256_setzero_ps();
+  __m256 range = zero;
+  double sum_lo = 0;
+  for (size_t j = 0; j < m; ++j) {
+    const __m256 a = _mm256_loadu_ps(table + j * 16);
+    const __m256 b = _mm256_loadu_ps(table + j * 16 + 8);
+    const __m256 fin = _mm256_and_ps(_mm256_cmp_ps(_mm256_mul_ps(a, zero), zero, _CMP_EQ_OQ),
+                                     _mm256_cmp_ps(_mm256_mul_ps(b, zero), zero, _CMP_EQ_OQ));
+    if (_mm256_movemask_ps(fin) != 0xFF) return false;
+    const __m256 lo = LaneMin(_mm256_min_ps(a, b));
+    const __m256 hi = LaneMax(_mm256_max_ps(a, b));
+    range = _mm256_max_ps(range, _mm256_sub_ps(hi, lo));
+    sum_lo += _mm256_cvtss_f32(lo);
+  }
+  const int qmax_int = 65535 / static_cast<int>(m > 0 ? m : 1) < 255
+                           ? 65535 / static_cast<int>(m > 0 ? m : 1)
+                           : 255;
+  const float qmax = static_cast<float>(qmax_int);
+  const float r = _mm256_cvtss_f32(range);
+  const float scale = r > 0 ? qmax / r : 0.0f;
+  const __m256 vscale = _mm256_set1_ps(scale);
+  const __m256i vqmax = _mm256_set1_epi32(qmax_int);
+  const size_t pairs = (m + 1) / 2;
+  for (size_t j = 0; j < 2 * pairs; ++j) {
+    __m128i* out = reinterpret_cast<__m128i*>(lut + (j / 2) * 32 + (j % 2) * 16);
+    if (j >= m) {
+      _mm_storeu_si128(out, _mm_setzero_si128());
+      continue;
+    }
+    const __m256 a = _mm256_loadu_ps(table + j * 16);
+    const __m256 b = _mm256_loadu_ps(table + j * 16 + 8);
+    const __m256 lo = LaneMin(_mm256_min_ps(a, b));
+    // cvtps2dq rounds to nearest even; values are in [0, qmax] up to rounding.
+    const __m256i qa = _mm256_min_epi32(
+        _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_sub_ps(a, lo), vscale)), vqmax);
+    const __m256i qb = _mm256_min_epi32(
+        _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_sub_ps(b, lo), vscale)), vqmax);
+    // 16 x int32 -> 16 x uint8 (values <= 255): pack to int16 (lanes interleave), then to bytes.
+    const __m256i w = _mm256_permute4x64_epi64(_mm256_packus_epi32(qa, qb), 0xD8);
+    const __m128i bytes =
+        _mm_packus_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
+    _mm_storeu_si128(out, bytes);
+  }
+  *bias = static_cast<float>(sum_lo);
+  *inv_scale = scale > 0 ? 1.0f / scale : 0.0f;
+  return true;
+}
+
 }  // namespace
 
 // Measured on AMD EPYC (Zen 4), m = 16..64: see bench/ivf_pq_bench.cc.
@@ -264,9 +408,10 @@ constexpr bool kAdcUsesGather = false;
 
 constinit const PqKernelTable kAvx2PqKernels = {
     SimdLevel::kAvx2, &L2Table,
-    &IpTable,         &ArgminRows,
+    &IpTable,         &NearestTransposed,
+    &ArgminNormIp,
     kAdcUsesGather ? &AdcScan8Gather : &AdcScan8Unrolled,
-    &FastScan,
+    &FastScan,        &QuantizeLut,
 };
 
 void (*const kAvx2AdcScan8Gather)(const uint8_t*, size_t, size_t, const float*, float*) =

@@ -13,6 +13,7 @@
 // GCC 12 reports -Wmaybe-uninitialized inside avx512fintrin.h for the 256-bit extract/insert
 // intrinsics (their masked builtins take an _mm256_undefined_* operand): a false positive.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 
 #include <cstddef>
 #include <cstdint>
@@ -82,26 +83,102 @@ void IpTable(const float* x, const float* cbt, size_t m, size_t ksub, size_t dsu
   }
 }
 
-// As the AVX2 version: first minimum per lane, then the smallest index holding the minimum.
-void ArgminRows(const float* table, size_t m, size_t ksub, uint8_t* codes) {
-  const __m512i step = _mm512_set1_epi32(static_cast<int>(kLanes));
-  for (size_t j = 0; j < m; ++j) {
-    const float* row = table + j * ksub;
-    __m512 best = _mm512_loadu_ps(row);
-    __m512i best_idx = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    __m512i idx = best_idx;
-    for (size_t i = kLanes; i < ksub; i += kLanes) {
-      idx = _mm512_add_epi32(idx, step);
-      const __m512 v = _mm512_loadu_ps(row + i);
-      const __mmask16 lt = _mm512_cmp_ps_mask(v, best, _CMP_LT_OQ);
-      best = _mm512_mask_blend_ps(lt, best, v);
-      best_idx = _mm512_mask_blend_epi32(lt, best_idx, idx);
-    }
-    const float min_value = _mm512_reduce_min_ps(best);
-    const __mmask16 at_min = _mm512_cmp_ps_mask(best, _mm512_set1_ps(min_value), _CMP_EQ_OQ);
-    const int first = _mm512_mask_reduce_min_epi32(at_min, best_idx);
-    codes[j] = static_cast<uint8_t>(first);
+// Running first minimum per lane: strict less keeps the earliest index of equal values.
+struct Best {
+  __m512 value;
+  __m512i index;
+};
+
+inline Best InitBest() {
+  return Best{_mm512_set1_ps(__builtin_inff()), _mm512_setzero_si512()};
+}
+
+inline void Update(Best& b, __m512 cur, __m512i idx) {
+  const __mmask16 lt = _mm512_cmp_ps_mask(cur, b.value, _CMP_LT_OQ);
+  b.value = _mm512_mask_blend_ps(lt, b.value, cur);
+  b.index = _mm512_mask_blend_epi32(lt, b.index, idx);
+}
+
+// The first minimum over the lanes: the smallest index among the lanes at the minimum value.
+inline uint32_t Reduce(const Best& b, float* min_value) {
+  const float mv = _mm512_reduce_min_ps(b.value);
+  const __mmask16 at = _mm512_cmp_ps_mask(b.value, _mm512_set1_ps(mv), _CMP_EQ_OQ);
+  if (at == 0) {  // NaN entries (unspecified choice): lane 0
+    *min_value = _mm512_cvtss_f32(b.value);
+    return static_cast<uint32_t>(_mm_cvtsi128_si32(_mm512_castsi512_si128(b.index)));
   }
+  *min_value = mv;
+  return static_cast<uint32_t>(_mm512_mask_reduce_min_epi32(at, b.index));
+}
+
+inline __m512i Iota() {
+  return _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+}
+
+uint32_t ArgminNormIp(const float* norms, const float* ip, size_t n, float* min_value) {
+  const __m512 minus2 = _mm512_set1_ps(-2.0f);
+  const __m512i step = _mm512_set1_epi32(static_cast<int>(kLanes));
+  Best b = InitBest();
+  __m512i idx = Iota();
+  size_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    Update(b, _mm512_fmadd_ps(minus2, _mm512_loadu_ps(ip + i), _mm512_loadu_ps(norms + i)), idx);
+    idx = _mm512_add_epi32(idx, step);
+  }
+  if (i < n) {
+    const __mmask16 valid = static_cast<__mmask16>((1u << (n - i)) - 1);
+    const __m512 w = _mm512_fmadd_ps(minus2, _mm512_maskz_loadu_ps(valid, ip + i),
+                                     _mm512_maskz_loadu_ps(valid, norms + i));
+    Update(b, _mm512_mask_blend_ps(valid, _mm512_set1_ps(__builtin_inff()), w), idx);
+  }
+  return Reduce(b, min_value);
+}
+
+// Four groups of 16 centroids per step: four independent multiply-add chains over t.
+uint32_t NearestTransposed(const float* x, const float* ct, size_t d, size_t kpad, size_t k,
+                           float* min_value) {
+  const __m512i step = _mm512_set1_epi32(static_cast<int>(kLanes));
+  const __m512 inf = _mm512_set1_ps(__builtin_inff());
+  Best b = InitBest();
+  __m512i idx = Iota();
+  size_t i = 0;
+  for (; i + 4 * kLanes <= k; i += 4 * kLanes) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    __m512 a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+    for (size_t t = 0; t < d; ++t) {
+      const __m512 xt = _mm512_set1_ps(x[t]);
+      const float* c = ct + t * kpad + i;
+      const __m512 d0 = _mm512_sub_ps(xt, _mm512_loadu_ps(c));
+      const __m512 d1 = _mm512_sub_ps(xt, _mm512_loadu_ps(c + kLanes));
+      const __m512 d2 = _mm512_sub_ps(xt, _mm512_loadu_ps(c + 2 * kLanes));
+      const __m512 d3 = _mm512_sub_ps(xt, _mm512_loadu_ps(c + 3 * kLanes));
+      a0 = _mm512_fmadd_ps(d0, d0, a0);
+      a1 = _mm512_fmadd_ps(d1, d1, a1);
+      a2 = _mm512_fmadd_ps(d2, d2, a2);
+      a3 = _mm512_fmadd_ps(d3, d3, a3);
+    }
+    Update(b, a0, idx);
+    idx = _mm512_add_epi32(idx, step);
+    Update(b, a1, idx);
+    idx = _mm512_add_epi32(idx, step);
+    Update(b, a2, idx);
+    idx = _mm512_add_epi32(idx, step);
+    Update(b, a3, idx);
+    idx = _mm512_add_epi32(idx, step);
+  }
+  for (; i < k; i += kLanes) {
+    __m512 a0 = _mm512_setzero_ps();
+    for (size_t t = 0; t < d; ++t) {
+      const __m512 d0 = _mm512_sub_ps(_mm512_set1_ps(x[t]), _mm512_loadu_ps(ct + t * kpad + i));
+      a0 = _mm512_fmadd_ps(d0, d0, a0);
+    }
+    if (i + kLanes > k) {
+      a0 = _mm512_mask_blend_ps(static_cast<__mmask16>((1u << (k - i)) - 1), inf, a0);
+    }
+    Update(b, a0, idx);
+    idx = _mm512_add_epi32(idx, step);
+  }
+  return Reduce(b, min_value);
 }
 
 void AdcScan8Unrolled(const uint8_t* codes, size_t n, size_t m, const float* table, float* out) {
@@ -267,6 +344,45 @@ size_t FastScan(const uint8_t* blocks, size_t n, size_t pairs, const uint8_t* lu
   return nhits;
 }
 
+// One row = one 512-bit register. See the scalar version for the exact semantics.
+bool QuantizeLut(const float* table, size_t m, uint8_t* lut, float* bias, float* inv_scale) {
+  const __m512 zero = _mm512_setzero_ps();
+  float range = 0;
+  double sum_lo = 0;
+  for (size_t j = 0; j < m; ++j) {
+    const __m512 a = _mm512_loadu_ps(table + j * 16);
+    if (_mm512_cmp_ps_mask(_mm512_mul_ps(a, zero), zero, _CMP_EQ_OQ) != 0xFFFF) return false;
+    const float lo = _mm512_reduce_min_ps(a);
+    const float r = _mm512_reduce_max_ps(a) - lo;
+    range = r > range ? r : range;
+    sum_lo += lo;
+  }
+  const int qmax_int = 65535 / static_cast<int>(m > 0 ? m : 1) < 255
+                           ? 65535 / static_cast<int>(m > 0 ? m : 1)
+                           : 255;
+  const float qmax = static_cast<float>(qmax_int);
+  const float scale = range > 0 ? qmax / range : 0.0f;
+  const __m512 vscale = _mm512_set1_ps(scale);
+  const __m512i vqmax = _mm512_set1_epi32(qmax_int);
+  const size_t pairs = (m + 1) / 2;
+  for (size_t j = 0; j < 2 * pairs; ++j) {
+    __m128i* out = reinterpret_cast<__m128i*>(lut + (j / 2) * 32 + (j % 2) * 16);
+    if (j >= m) {
+      _mm_storeu_si128(out, _mm_setzero_si128());
+      continue;
+    }
+    const __m512 a = _mm512_loadu_ps(table + j * 16);
+    const __m512 lo = _mm512_set1_ps(_mm512_reduce_min_ps(a));
+    // cvtps2dq rounds to nearest even; values are in [0, qmax] up to rounding.
+    const __m512i q = _mm512_min_epi32(
+        _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_sub_ps(a, lo), vscale)), vqmax);
+    _mm_storeu_si128(out, _mm512_cvtepi32_epi8(q));
+  }
+  *bias = static_cast<float>(sum_lo);
+  *inv_scale = scale > 0 ? 1.0f / scale : 0.0f;
+  return true;
+}
+
 }  // namespace
 
 // Measured on AMD EPYC (Zen 4), m = 16..64: see bench/ivf_pq_bench.cc.
@@ -274,9 +390,10 @@ constexpr bool kAdcUsesGather = false;
 
 constinit const PqKernelTable kAvx512PqKernels = {
     SimdLevel::kAvx512, &L2Table,
-    &IpTable,           &ArgminRows,
+    &IpTable,           &NearestTransposed,
+    &ArgminNormIp,
     kAdcUsesGather ? &AdcScan8Gather : &AdcScan8Unrolled,
-    &FastScan,
+    &FastScan,          &QuantizeLut,
 };
 
 void (*const kAvx512AdcScan8Gather)(const uint8_t*, size_t, size_t, const float*, float*) =

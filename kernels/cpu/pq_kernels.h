@@ -39,8 +39,18 @@ struct PqKernelTable {
                    float* table);
   void (*ip_table)(const float* x, const float* cbt, size_t m, size_t ksub, size_t dsub,
                    float* table);
-  // codes[j] = the smallest i minimising table[j * ksub + i], for j < m (ksub <= 256).
-  void (*argmin_rows)(const float* table, size_t m, size_t ksub, uint8_t* codes);
+  // The nearest of k centroids to x (d floats), the centroids given transposed (ct: d x kpad
+  // floats, centroid index fastest, kpad >= k a multiple of 16): the smallest index i < k
+  // minimising sum_t (x[t] - ct[t * kpad + i])^2 (summed over t in increasing order; the SIMD
+  // levels with fused multiply-adds). *min_value = that sum. Used to encode PQ sub-vectors
+  // (k = ksub) and by k-means for few dimensions.
+  uint32_t (*nearest_transposed)(const float* x, const float* ct, size_t d, size_t kpad, size_t k,
+                                 float* min_value);
+  // The smallest i < n (n >= 1) minimising w[i] = norms[i] - 2 * ip[i] (*min_value = w[i]): the
+  // nearest-centroid step of k-means after a GEMM. The doubling is exact, so w has one rounding
+  // on every level, with or without fused multiply-add: identical results on every level for
+  // NaN-free input (with NaN: some index < n). On equal minima the smallest index wins.
+  uint32_t (*argmin_norm_ip)(const float* norms, const float* ip, size_t n, float* min_value);
   // 8-bit ADC: out[v] = sum_j table[j * 256 + codes[v * m + j]] for v < n (any summation order:
   // the levels agree within float rounding).
   void (*adc_scan8)(const uint8_t* codes, size_t n, size_t m, const float* table, float* out);
@@ -50,6 +60,16 @@ struct PqKernelTable {
   // acc[v] <= limit, in increasing order, to hits[]. Returns the number of hits (<= n).
   size_t (*fastscan)(const uint8_t* blocks, size_t n, size_t pairs, const uint8_t* lut,
                      uint16_t limit, uint16_t* acc, uint32_t* hits);
+  // Quantises a fast-scan distance table D (m x 16 floats, smaller = better) into `lut`
+  // ((m + 1) / 2 x 32 bytes, the pair layout above; a padding sub-quantizer's entries are 0):
+  //   lo_j = min_i D[j][i], range = max_j (max_i D[j][i] - lo_j),
+  //   qmax = min(255, floor(65535 / m)), scale = range > 0 ? qmax / range : 0,
+  //   lut entry = min(qmax, round_to_nearest_even((D[j][i] - lo_j) * scale)),
+  //   *bias = sum_j lo_j (accumulated in double, j increasing), *inv_scale = 1 / scale (or 0),
+  // so that sum_j D[j][code_j] ~= bias + (sum of lut entries) * inv_scale, within m / (2 scale).
+  // Identical output on every level. Returns false (lut, bias, inv_scale unspecified) when an
+  // entry of D is not finite.
+  bool (*quantize_lut)(const float* table, size_t m, uint8_t* lut, float* bias, float* inv_scale);
 };
 
 extern const PqKernelTable kScalarPqKernels;

@@ -3,6 +3,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include <immintrin.h>  // SSE2 (x86-64 baseline) conversions only
+
 #include "kernels/cpu/pq_kernels.h"
 #include "kernels/simd.h"
 
@@ -38,15 +40,37 @@ void IpTable(const float* x, const float* cbt, size_t m, size_t ksub, size_t dsu
   }
 }
 
-void ArgminRows(const float* table, size_t m, size_t ksub, uint8_t* codes) {
-  for (size_t j = 0; j < m; ++j) {
-    const float* row = table + j * ksub;
-    size_t best = 0;
-    for (size_t i = 1; i < ksub; ++i) {
-      if (row[i] < row[best]) best = i;
+uint32_t ArgminNormIp(const float* norms, const float* ip, size_t n, float* min_value) {
+  float b = __builtin_inff();
+  size_t best = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const float w = norms[i] - 2.0f * ip[i];
+    if (w < b) {
+      b = w;
+      best = i;
     }
-    codes[j] = static_cast<uint8_t>(best);
   }
+  *min_value = b;
+  return static_cast<uint32_t>(best);
+}
+
+uint32_t NearestTransposed(const float* x, const float* ct, size_t d, size_t kpad, size_t k,
+                           float* min_value) {
+  float b = __builtin_inff();
+  size_t best = 0;
+  for (size_t i = 0; i < k; ++i) {
+    float s = 0;
+    for (size_t t = 0; t < d; ++t) {
+      const float diff = x[t] - ct[t * kpad + i];
+      s += diff * diff;
+    }
+    if (s < b) {
+      b = s;
+      best = i;
+    }
+  }
+  *min_value = b;
+  return static_cast<uint32_t>(best);
 }
 
 // Four vectors at a time, each with two partial sums: eight independent load-add chains keep the
@@ -124,10 +148,50 @@ size_t FastScan(const uint8_t* blocks, size_t n, size_t pairs, const uint8_t* lu
   return nhits;
 }
 
+bool QuantizeLut(const float* table, size_t m, uint8_t* lut, float* bias, float* inv_scale) {
+  float range = 0;
+  double sum_lo = 0;
+  for (size_t j = 0; j < m; ++j) {
+    const float* row = table + j * 16;
+    float lo = row[0], hi = row[0];
+    for (size_t i = 0; i < 16; ++i) {
+      if (!(row[i] * 0.0f == 0.0f)) return false;  // NaN or infinite
+      lo = row[i] < lo ? row[i] : lo;
+      hi = row[i] > hi ? row[i] : hi;
+    }
+    const float r = hi - lo;
+    range = r > range ? r : range;
+    sum_lo += lo;
+  }
+  const size_t qmax_int = 65535 / (m > 0 ? m : 1) < 255 ? 65535 / (m > 0 ? m : 1) : 255;
+  const float qmax = static_cast<float>(qmax_int);
+  const float scale = range > 0 ? qmax / range : 0.0f;
+  const size_t pairs = (m + 1) / 2;
+  for (size_t j = 0; j < 2 * pairs; ++j) {
+    uint8_t* out = lut + (j / 2) * 32 + (j % 2) * 16;
+    if (j >= m) {
+      for (size_t i = 0; i < 16; ++i) out[i] = 0;
+      continue;
+    }
+    const float* row = table + j * 16;
+    float lo = row[0];
+    for (size_t i = 1; i < 16; ++i) lo = row[i] < lo ? row[i] : lo;
+    for (size_t i = 0; i < 16; ++i) {
+      // cvtss2si rounds to nearest even (the default MXCSR mode), as the SIMD conversions do.
+      const int q = _mm_cvtss_si32(_mm_set_ss((row[i] - lo) * scale));
+      out[i] = static_cast<uint8_t>(q < static_cast<int>(qmax_int) ? q : static_cast<int>(qmax_int));
+    }
+  }
+  *bias = static_cast<float>(sum_lo);
+  *inv_scale = scale > 0 ? 1.0f / scale : 0.0f;
+  return true;
+}
+
 }  // namespace
 
 constinit const PqKernelTable kScalarPqKernels = {
-    SimdLevel::kScalar, &L2Table, &IpTable, &ArgminRows, &AdcScan8, &FastScan,
+    SimdLevel::kScalar, &L2Table,  &IpTable, &NearestTransposed,
+    &ArgminNormIp,      &AdcScan8, &FastScan,         &QuantizeLut,
 };
 
 void (*const kScalarAdcScan8)(const uint8_t*, size_t, size_t, const float*, float*) = &AdcScan8;

@@ -76,20 +76,58 @@ TEST_P(PqKernelLevelTest, TablesMatchBruteForce) {
             ASSERT_NEAR(ip[j * ksub + i], rip, 1e-5 * (1 + mag)) << j << "," << i;
           }
         }
-        // argmin over these tables (and one with ties) equals the scalar choice.
-        std::vector<uint8_t> codes(m), want(m);
-        table().argmin_rows(l2.data(), m, ksub, codes.data());
-        scalar().argmin_rows(l2.data(), m, ksub, want.data());
-        ASSERT_EQ(codes, want);
-        std::vector<float> ties(m * ksub);
-        std::mt19937_64 rng(seed + m);
-        for (float& v : ties) v = static_cast<float>(rng() % 3);  // many equal minima
-        table().argmin_rows(ties.data(), m, ksub, codes.data());
-        for (size_t j = 0; j < m; ++j) {
-          const float* row = ties.data() + j * ksub;
-          ASSERT_EQ(codes[j], std::min_element(row, row + ksub) - row) << "row " << j;
+        // The nearest centroid, directly: a first minimum of the brute-force distances.
+        for (size_t k : {ksub, ksub - 5}) {  // k < kpad: padded centroids never win
+          float got_min;
+          const uint32_t got = table().nearest_transposed(x.data(), cbt.data(), dsub, ksub, k,
+                                                          &got_min);
+          ASSERT_LT(got, k);
+          ASSERT_NEAR(got_min, l2[got], 1e-5 * (1 + l2[got]));  // sub-space 0 of the table
+          for (size_t i = 0; i < k; ++i) {
+            ASSERT_GE(l2[i], got_min - 1e-5 * (1 + got_min)) << "centroid " << i << " is nearer";
+          }
         }
       }
+    }
+  }
+}
+
+TEST_P(PqKernelLevelTest, ArgminsPickTheFirstMinimum) {
+  const uint64_t seed = TestSeed(612);
+  SCOPED_TRACE(SeedTrace(seed));
+  std::mt19937_64 rng(seed);
+  for (size_t n : {1, 2, 7, 8, 9, 15, 16, 17, 31, 64, 100, 513}) {
+    SCOPED_TRACE("n=" + std::to_string(n));
+    for (int trial = 0; trial < 20; ++trial) {
+      // Small integers: many exact ties, and w = norms - 2 ip exact in float.
+      std::vector<float> norms(n), ip(n);
+      for (size_t i = 0; i < n; ++i) {
+        norms[i] = static_cast<float>(rng() % 5);
+        ip[i] = static_cast<float>(rng() % 3);
+      }
+      if (trial == 0) {  // all equal: the first index
+        std::fill(ip.begin(), ip.end(), 0.0f);
+        std::fill(norms.begin(), norms.end(), 1.0f);
+      }
+      size_t want = 0;
+      for (size_t i = 1; i < n; ++i) {
+        if (norms[i] - 2 * ip[i] < norms[want] - 2 * ip[want]) want = i;
+      }
+      float v;
+      ASSERT_EQ(table().argmin_norm_ip(norms.data(), ip.data(), n, &v), want);
+      ASSERT_EQ(v, norms[want] - 2 * ip[want]);
+      // nearest_transposed on 1-d integer points: exact squared differences, ties included.
+      const size_t kpad = (n + 15) / 16 * 16;
+      std::vector<float> ct(kpad, 1e30f);  // padding beyond n must be ignored even if nearer
+      for (size_t i = 0; i < n; ++i) ct[i] = static_cast<float>(rng() % 7);
+      const float x = static_cast<float>(rng() % 7);
+      for (size_t i = n; i < kpad; ++i) ct[i] = x;  // padding at distance 0
+      size_t want2 = 0;
+      for (size_t i = 1; i < n; ++i) {
+        if ((x - ct[i]) * (x - ct[i]) < (x - ct[want2]) * (x - ct[want2])) want2 = i;
+      }
+      ASSERT_EQ(table().nearest_transposed(&x, ct.data(), 1, kpad, n, &v), want2);
+      ASSERT_EQ(v, (x - ct[want2]) * (x - ct[want2]));
     }
   }
 }
@@ -191,6 +229,65 @@ TEST_P(PqKernelLevelTest, FastScanSumsAreExactAndIdenticalToScalar) {
       }
     }
   }
+}
+
+TEST_P(PqKernelLevelTest, QuantizedLutsAreIdenticalToScalarAndWithinTheErrorBound) {
+  const uint64_t seed = TestSeed(613);
+  SCOPED_TRACE(SeedTrace(seed));
+  std::mt19937_64 rng(seed);
+  for (size_t m : {1, 2, 3, 8, 17, 64, 257, 300}) {
+    SCOPED_TRACE("m=" + std::to_string(m));
+    const size_t pairs = (m + 1) / 2;
+    std::vector<float> dist = testing::RandomVectors(m * 16, 1, seed + m);
+    for (size_t i = 0; i < dist.size(); ++i) dist[i] = dist[i] * 50.0f + static_cast<float>(i % 7);
+    std::vector<uint8_t> lut(pairs * 32, 0xEE), lut_s(pairs * 32, 0x11);
+    float bias, inv, bias_s, inv_s;
+    ASSERT_TRUE(table().quantize_lut(dist.data(), m, lut.data(), &bias, &inv));
+    ASSERT_TRUE(scalar().quantize_lut(dist.data(), m, lut_s.data(), &bias_s, &inv_s));
+    ASSERT_EQ(lut, lut_s);
+    ASSERT_EQ(bias, bias_s);
+    ASSERT_EQ(inv, inv_s);
+    const uint32_t qmax = std::min<uint32_t>(255, 65535 / static_cast<uint32_t>(m));
+    double max_range = 0, sum_lo = 0;
+    for (size_t j = 0; j < m; ++j) {
+      const auto [lo, hi] = std::minmax_element(dist.begin() + j * 16, dist.begin() + j * 16 + 16);
+      max_range = std::max<double>(max_range, *hi - *lo);
+      sum_lo += *lo;
+    }
+    EXPECT_NEAR(bias, sum_lo, 1e-4 * (1 + std::fabs(sum_lo)));
+    EXPECT_NEAR(inv, max_range / qmax, 1e-5 * max_range / qmax);
+    if (m % 2 == 1) {  // the padding sub-quantizer is zero
+      for (size_t i = 0; i < 16; ++i) ASSERT_EQ(lut[(m / 2) * 32 + 16 + i], 0);
+    }
+    // Random codes: the dequantised sum is within m / (2 scale) (+ rounding) of the float sum.
+    for (int trial = 0; trial < 50; ++trial) {
+      double exact = 0;
+      uint32_t acc = 0;
+      for (size_t j = 0; j < m; ++j) {
+        const size_t c = rng() % 16;
+        exact += dist[j * 16 + c];
+        const uint8_t e = lut[(j / 2) * 32 + (j % 2) * 16 + c];
+        ASSERT_LE(e, qmax);
+        acc += e;
+      }
+      ASSERT_LE(acc, 65535u);
+      EXPECT_NEAR(bias + acc * static_cast<double>(inv), exact,
+                  m * 0.5 * inv * (1 + 1e-4) + 1e-4 * (1 + std::fabs(exact)));
+    }
+    // Non-finite entries are reported.
+    dist[(m / 2) * 16 + 3] = std::numeric_limits<float>::quiet_NaN();
+    EXPECT_FALSE(table().quantize_lut(dist.data(), m, lut.data(), &bias, &inv));
+    dist[(m / 2) * 16 + 3] = -std::numeric_limits<float>::infinity();
+    EXPECT_FALSE(table().quantize_lut(dist.data(), m, lut.data(), &bias, &inv));
+  }
+  // A constant table: scale 0, all entries 0.
+  std::vector<float> flat(5 * 16, 3.0f);
+  std::vector<uint8_t> lut(3 * 32, 0xEE);
+  float bias, inv;
+  ASSERT_TRUE(table().quantize_lut(flat.data(), 5, lut.data(), &bias, &inv));
+  EXPECT_EQ(lut, std::vector<uint8_t>(3 * 32, 0));
+  EXPECT_EQ(bias, 15.0f);
+  EXPECT_EQ(inv, 0.0f);
 }
 
 // ---------------------------------------------------------------------------------------------
