@@ -278,11 +278,13 @@ size_t DefaultM(size_t d) {
 
 size_t DefaultNprobe(size_t nlist) {
   if (nlist == 0) return 1;
-  const size_t v = static_cast<size_t>(std::llround(static_cast<double>(nlist) / 8.0));
+  const size_t v = static_cast<size_t>(std::llround(2.5 * std::sqrt(static_cast<double>(nlist))));
   return std::clamp<size_t>(v, 1, nlist);
 }
 
-size_t DefaultRefine(size_t k) { return std::max<size_t>(4 * k, 40); }
+size_t DefaultRefine(size_t k, size_t nbits) {
+  return nbits == 4 ? std::max<size_t>(10 * k, 100) : std::max<size_t>(4 * k, 40);
+}
 
 // ---------------------------------------------------------------------------------------------
 // Training and adding.
