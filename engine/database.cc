@@ -68,6 +68,7 @@ class Collection {
     std::vector<uint32_t> members;          // rows, ascending.
     std::shared_ptr<const Snapshot> snap;   // published when sealed; holds every member.
     std::string error;                      // non-empty: the build failed.
+    std::vector<uint64_t> replaces;         // ready segments this one rebuilds (merged).
   };
   bool has_ivf = false;                     // constant: some field is ivf_pq.
   std::vector<uint64_t> assigned;           // rows in a sealed segment (ready or building).
@@ -854,8 +855,33 @@ void Database::Impl::MaybeSealLocked(const std::shared_ptr<Collection>& c, bool 
   // Only published rows: they are durable, and the job's snapshot holds them.
   std::shared_ptr<const Snapshot> snap = c->segment().snapshot();
   const int64_t unassigned = static_cast<int64_t>(snap->rows) - c->assigned_count;
-  if (unassigned <= 0) return;
-  if (!force && (!options.auto_seal || static_cast<size_t>(unassigned) < options.seal_rows)) return;
+  if (!force && (!options.auto_seal || unassigned <= 0 ||
+                 static_cast<size_t>(unassigned) < options.seal_rows)) {
+    return;
+  }
+  // Merging: ready segments that are small (fewer than seal_rows / 4 live records) or mostly
+  // deleted are rebuilt together with the new rows, so repeated small seals do not pile up
+  // segments and deleted records leave the indexes. Not those another job already rebuilds.
+  const int64_t small = std::max<int64_t>(1, static_cast<int64_t>(options.seal_rows / 4));
+  std::vector<std::shared_ptr<const SealedSegment>> absorbed;
+  bool any_mostly_deleted = false;
+  if (c->segment().writer_sealed()) {
+    for (const auto& seg : *c->segment().writer_sealed()) {
+      bool claimed = false;
+      for (const auto& job : c->jobs) {
+        claimed |= std::find(job->replaces.begin(), job->replaces.end(), seg->id) !=
+                   job->replaces.end();
+      }
+      if (claimed) continue;
+      int64_t live = 0;
+      for (uint32_t r : seg->member_rows) live += r != kDeadMember && r < snap->rows && snap->Live(r);
+      const bool mostly_deleted = 2 * live < static_cast<int64_t>(seg->member_rows.size());
+      if (live < small || mostly_deleted) absorbed.push_back(seg);
+      any_mostly_deleted |= mostly_deleted;
+    }
+  }
+  // Worth a build: new rows, several segments to merge, or one to compact.
+  if (unassigned <= 0 && absorbed.size() < 2 && !any_mostly_deleted) return;
   auto job = std::make_shared<Collection::BuildJob>();
   job->id = c->next_segment_id++;
   job->snap = snap;
@@ -870,7 +896,14 @@ void Database::Impl::MaybeSealLocked(const std::shared_ptr<Collection>& c, bool 
     ++c->assigned_count;
     if (snap->Live(r)) job->members.push_back(static_cast<uint32_t>(r));
   }
-  if (job->members.empty()) return;
+  for (const auto& seg : absorbed) {
+    job->replaces.push_back(seg->id);
+    for (uint32_t r : seg->member_rows) {
+      if (r != kDeadMember && r < snap->rows && snap->Live(r)) job->members.push_back(r);
+    }
+  }
+  std::sort(job->members.begin(), job->members.end());
+  if (job->members.empty() && job->replaces.empty()) return;
   c->jobs.push_back(job);
   Queue(c, std::move(job));
 }
@@ -922,12 +955,22 @@ void Database::Impl::RunBuild(const std::shared_ptr<Collection>& c,
     // Install: the segment joins the ready list and is persisted in the same (ordered) commit
     // queue as the writes, so it is published only once durable, after the writes staged before.
     Segment& seg = c->segment();
-    auto sealed = seg.writer_sealed() ? std::make_shared<SealedList>(*seg.writer_sealed())
-                                      : std::make_shared<SealedList>();
-    sealed->push_back(*built);
-    seg.SetSealed(sealed, ComputeCovered(c->layout(), *sealed, seg.writer_rows()));
+    auto sealed = std::make_shared<SealedList>();
     storage::Batch batch;
-    batch.PutStat(c->id(), SegmentStatKey(job->id), artifact);
+    if (seg.writer_sealed()) {
+      for (const auto& old : *seg.writer_sealed()) {
+        if (std::find(job->replaces.begin(), job->replaces.end(), old->id) != job->replaces.end()) {
+          batch.DeleteStat(c->id(), SegmentStatKey(old->id));
+        } else {
+          sealed->push_back(old);
+        }
+      }
+    }
+    if (!(*built)->member_rows.empty()) sealed->push_back(*built);
+    seg.SetSealed(sealed, ComputeCovered(c->layout(), *sealed, seg.writer_rows()));
+    if (!(*built)->member_rows.empty()) {
+      batch.PutStat(c->id(), SegmentStatKey(job->id), artifact);
+    }
     staged = seg.Stage();
     absl::StatusOr<storage::CommitTicket> t = EnqueueWrite(*c, std::move(batch));
     if (!t.ok()) {

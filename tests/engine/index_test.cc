@@ -419,3 +419,65 @@ TEST(IndexTest, BuildIndexErrors) {
 
 }  // namespace
 }  // namespace rosetta::engine
+
+namespace rosetta::engine {
+namespace {
+
+TEST(IndexMergeTest, SmallSegmentsAreMergedAndMostlyDeletedOnesCompacted) {
+  constexpr size_t kDim = 8;
+  TempDir dir;
+  const std::string path = dir.str() + "/db";
+  DatabaseOptions options = IndexOptions();
+  options.seal_rows = 4000;  // "small" = fewer than 1000 live records.
+  std::vector<float> data = Clustered(2500, kDim, 17);
+  auto import = [&](Database& db, size_t from, size_t n) {
+    ImportOptions opt;
+    opt.id_prefix = "r";
+    opt.id_offset = static_cast<int64_t>(from);
+    return db.ImportVectors("c", "v", std::span<const float>(data).subspan(from * kDim, n * kDim),
+                            n, kDim, opt);
+  };
+  auto build = [&](Database& db) -> IndexBuildProgress {
+    EXPECT_OK(db.BuildIndex("c", "").status());
+    auto p = db.WaitForIndexes("c", seconds(60));
+    EXPECT_TRUE(p.ok() && p->done() && p->failed == 0);
+    return p.ok() ? *p : IndexBuildProgress{};
+  };
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Database> db, Database::Open(path, options));
+    ASSERT_OK(db->CreateCollection(OneField("c", kDim, Metric::kL2, IvfPq())));
+    ASSERT_OK(import(*db, 0, 1500).status());
+    EXPECT_EQ(build(*db).ready, 1);
+    ASSERT_OK(import(*db, 1500, 500).status());
+    EXPECT_EQ(build(*db).ready, 2);  // 1500 (not small) + 500 (too few to index: flat).
+    ASSERT_OK(import(*db, 2000, 500).status());
+    // The 500-record segment is small: rebuilt with the 500 new rows into one of 1000.
+    EXPECT_EQ(build(*db).ready, 2);
+    ASSERT_OK_AND_ASSIGN(CollectionInfo info, db->Describe("c"));
+    ASSERT_EQ(info.segment_list.size(), 3u);
+    EXPECT_EQ(info.segment_list[0].rows, 1500);
+    EXPECT_EQ(info.segment_list[1].rows, 1000);
+    EXPECT_EQ(info.segment_list[1].fields[0].index, "ivf_pq");
+    // Delete 1000 of the first segment's 1500: it is mostly deleted and gets compacted, merged
+    // with the other small one (1000 live is not small, so that one stays).
+    std::vector<std::string> gone;
+    for (int i = 0; i < 1000; ++i) gone.push_back("r" + std::to_string(i));
+    ASSERT_OK(db->Delete("c", gone).status());
+    EXPECT_EQ(build(*db).ready, 2);
+    ASSERT_OK_AND_ASSIGN(info, db->Describe("c"));
+    ASSERT_EQ(info.segment_list.size(), 3u);
+    EXPECT_EQ(info.segment_list[0].rows, 1000);  // the untouched one (ids sort by segment id).
+    EXPECT_EQ(info.segment_list[1].rows, 500);   // the compacted one: its live records only.
+    EXPECT_EQ(info.segment_list[1].live, 500);
+  }
+  // Replaced artifacts were deleted: reopening finds exactly the two segments.
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Database> db, Database::Open(path, options));
+  ASSERT_OK_AND_ASSIGN(IndexBuildProgress p, db->IndexProgress("c"));
+  EXPECT_EQ(p.ready, 2);
+  EXPECT_EQ(p.growing_rows, 0);
+  ASSERT_OK_AND_ASSIGN(SearchResponse r, db->Search("c", Query(data.data() + 1200 * kDim, kDim, 1, false)));
+  EXPECT_EQ(HitIds(r), std::vector<std::string>{"r1200"});
+}
+
+}  // namespace
+}  // namespace rosetta::engine
