@@ -388,7 +388,9 @@ absl::StatusOr<std::optional<CandidateUnion>> GatherCandidates(const Layout& lay
       const SealedFieldIndex* fi = seg->Find(t.spec->id);
       if (fi == nullptr) continue;
       kernels::IvfPqSearchParams p;
-      p.k = refine;
+      // 4-bit codes rank coarser than 8-bit ones: their default re-ranks more candidates.
+      p.k = request.refine > 0 ? static_cast<size_t>(request.refine)
+                               : kernels::DefaultRefine(k, fi->index->nbits());
       p.nprobe = request.nprobe > 0 ? static_cast<size_t>(request.nprobe)
                                     : kernels::DefaultNprobe(fi->index->nlist());
       p.pool = pool;
