@@ -351,30 +351,37 @@ inline __m256 LaneMax(__m256 v) {
   return _mm256_max_ps(v, _mm256_shuffle_ps(v, v, 0xB1));
 }
 
-// Per row: two 8-float halves. See the scalar version for the exact semantics.
-bool QuantizeLut(const float* table, size_t m, uint8_t* lut, float* bias, float* inv_scale) {
+// Per row: two 8-float halves. See the scalar version for the exact semantics. Without row
+// minima, pass 1 is an element-wise maximum (no horizontal reduction per row).
+bool QuantizeLut(const float* table, size_t m, bool row_min, uint8_t* lut, float* bias,
+                 float* inv_scale) {
   const __m256 zero = _mm256_setzero_ps();
   __m256 range = zero;
+  __m256 finite = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
   double sum_lo = 0;
   for (size_t j = 0; j < m; ++j) {
     const __m256 a = _mm256_loadu_ps(table + j * 16);
     const __m256 b = _mm256_loadu_ps(table + j * 16 + 8);
-    const __m256 fin = _mm256_and_ps(_mm256_cmp_ps(_mm256_mul_ps(a, zero), zero, _CMP_EQ_OQ),
-                                     _mm256_cmp_ps(_mm256_mul_ps(b, zero), zero, _CMP_EQ_OQ));
-    if (_mm256_movemask_ps(fin) != 0xFF) return false;
-    const __m256 lo = LaneMin(_mm256_min_ps(a, b));
-    const __m256 hi = LaneMax(_mm256_max_ps(a, b));
-    range = _mm256_max_ps(range, _mm256_sub_ps(hi, lo));
-    sum_lo += _mm256_cvtss_f32(lo);
+    finite = _mm256_and_ps(finite, _mm256_and_ps(
+        _mm256_cmp_ps(_mm256_mul_ps(a, zero), zero, _CMP_EQ_OQ),
+        _mm256_cmp_ps(_mm256_mul_ps(b, zero), zero, _CMP_EQ_OQ)));
+    if (row_min) {
+      const __m256 lo = LaneMin(_mm256_min_ps(a, b));
+      range = _mm256_max_ps(range, _mm256_sub_ps(LaneMax(_mm256_max_ps(a, b)), lo));
+      sum_lo += _mm256_cvtss_f32(lo);
+    } else {
+      range = _mm256_max_ps(range, _mm256_max_ps(a, b));
+    }
   }
-  const int qmax_int = 65535 / static_cast<int>(m > 0 ? m : 1) < 255
-                           ? 65535 / static_cast<int>(m > 0 ? m : 1)
-                           : 255;
-  const float qmax = static_cast<float>(qmax_int);
-  const float r = _mm256_cvtss_f32(range);
-  const float scale = r > 0 ? qmax / r : 0.0f;
+  if (_mm256_movemask_ps(finite) != 0xFF) return false;
+  const int qmax = 65535 / static_cast<int>(m > 0 ? m : 1) < 255
+                       ? 65535 / static_cast<int>(m > 0 ? m : 1)
+                       : 255;
+  // Without row minima the lanes hold partial maxima: reduce them (max is exact, any order).
+  const float r = _mm256_cvtss_f32(LaneMax(range));
+  const float scale = r > 0 ? static_cast<float>(qmax) / r : 0.0f;
   const __m256 vscale = _mm256_set1_ps(scale);
-  const __m256i vqmax = _mm256_set1_epi32(qmax_int);
+  const __m256i vqmax = _mm256_set1_epi32(qmax);
   const size_t pairs = (m + 1) / 2;
   for (size_t j = 0; j < 2 * pairs; ++j) {
     __m128i* out = reinterpret_cast<__m128i*>(lut + (j / 2) * 32 + (j % 2) * 16);
@@ -384,13 +391,14 @@ bool QuantizeLut(const float* table, size_t m, uint8_t* lut, float* bias, float*
     }
     const __m256 a = _mm256_loadu_ps(table + j * 16);
     const __m256 b = _mm256_loadu_ps(table + j * 16 + 8);
-    const __m256 lo = LaneMin(_mm256_min_ps(a, b));
-    // cvtps2dq rounds to nearest even; values are in [0, qmax] up to rounding.
+    const __m256 lo = row_min ? LaneMin(_mm256_min_ps(a, b)) : zero;
+    // cvtps2dq rounds to nearest even. Clamped to [0, qmax] (packus clamps negatives to 0).
     const __m256i qa = _mm256_min_epi32(
         _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_sub_ps(a, lo), vscale)), vqmax);
     const __m256i qb = _mm256_min_epi32(
         _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_sub_ps(b, lo), vscale)), vqmax);
-    // 16 x int32 -> 16 x uint8 (values <= 255): pack to int16 (lanes interleave), then to bytes.
+    // 16 x int32 -> 16 x uint8: pack to uint16 (lanes interleave; fixed by the permute), then
+    // to bytes.
     const __m256i w = _mm256_permute4x64_epi64(_mm256_packus_epi32(qa, qb), 0xD8);
     const __m128i bytes =
         _mm_packus_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));

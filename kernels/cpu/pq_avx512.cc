@@ -344,26 +344,36 @@ size_t FastScan(const uint8_t* blocks, size_t n, size_t pairs, const uint8_t* lu
   return nhits;
 }
 
-// One row = one 512-bit register. See the scalar version for the exact semantics.
-bool QuantizeLut(const float* table, size_t m, uint8_t* lut, float* bias, float* inv_scale) {
+// One row = one 512-bit register. See the scalar version for the exact semantics. Without row
+// minima, pass 1 is an element-wise maximum (no horizontal reduction per row).
+bool QuantizeLut(const float* table, size_t m, bool row_min, uint8_t* lut, float* bias,
+                 float* inv_scale) {
   const __m512 zero = _mm512_setzero_ps();
+  __m512 vrange = zero;
+  __mmask16 finite = 0xFFFF;
   float range = 0;
   double sum_lo = 0;
   for (size_t j = 0; j < m; ++j) {
     const __m512 a = _mm512_loadu_ps(table + j * 16);
-    if (_mm512_cmp_ps_mask(_mm512_mul_ps(a, zero), zero, _CMP_EQ_OQ) != 0xFFFF) return false;
-    const float lo = _mm512_reduce_min_ps(a);
-    const float r = _mm512_reduce_max_ps(a) - lo;
-    range = r > range ? r : range;
-    sum_lo += lo;
+    finite &= _mm512_cmp_ps_mask(_mm512_mul_ps(a, zero), zero, _CMP_EQ_OQ);
+    if (row_min) {
+      const float lo = _mm512_reduce_min_ps(a);
+      const float r = _mm512_reduce_max_ps(a) - lo;
+      range = r > range ? r : range;
+      sum_lo += lo;
+    } else {
+      vrange = _mm512_max_ps(vrange, a);
+    }
   }
-  const int qmax_int = 65535 / static_cast<int>(m > 0 ? m : 1) < 255
-                           ? 65535 / static_cast<int>(m > 0 ? m : 1)
-                           : 255;
-  const float qmax = static_cast<float>(qmax_int);
-  const float scale = range > 0 ? qmax / range : 0.0f;
+  if (finite != 0xFFFF) return false;
+  if (!row_min) range = _mm512_reduce_max_ps(vrange);  // max is exact, in any order
+  const int qmax = 65535 / static_cast<int>(m > 0 ? m : 1) < 255
+                       ? 65535 / static_cast<int>(m > 0 ? m : 1)
+                       : 255;
+  const float scale = range > 0 ? static_cast<float>(qmax) / range : 0.0f;
   const __m512 vscale = _mm512_set1_ps(scale);
-  const __m512i vqmax = _mm512_set1_epi32(qmax_int);
+  const __m512i vqmax = _mm512_set1_epi32(qmax);
+  const __m512i vzero = _mm512_setzero_si512();
   const size_t pairs = (m + 1) / 2;
   for (size_t j = 0; j < 2 * pairs; ++j) {
     __m128i* out = reinterpret_cast<__m128i*>(lut + (j / 2) * 32 + (j % 2) * 16);
@@ -372,10 +382,11 @@ bool QuantizeLut(const float* table, size_t m, uint8_t* lut, float* bias, float*
       continue;
     }
     const __m512 a = _mm512_loadu_ps(table + j * 16);
-    const __m512 lo = _mm512_set1_ps(_mm512_reduce_min_ps(a));
-    // cvtps2dq rounds to nearest even; values are in [0, qmax] up to rounding.
-    const __m512i q = _mm512_min_epi32(
-        _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_sub_ps(a, lo), vscale)), vqmax);
+    const __m512 lo = row_min ? _mm512_set1_ps(_mm512_reduce_min_ps(a)) : zero;
+    // cvtps2dq rounds to nearest even; clamped to [0, qmax].
+    const __m512i q = _mm512_max_epi32(
+        _mm512_min_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_sub_ps(a, lo), vscale)), vqmax),
+        vzero);
     _mm_storeu_si128(out, _mm512_cvtepi32_epi8(q));
   }
   *bias = static_cast<float>(sum_lo);

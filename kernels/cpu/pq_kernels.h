@@ -62,14 +62,17 @@ struct PqKernelTable {
                      uint16_t limit, uint16_t* acc, uint32_t* hits);
   // Quantises a fast-scan distance table D (m x 16 floats, smaller = better) into `lut`
   // ((m + 1) / 2 x 32 bytes, the pair layout above; a padding sub-quantizer's entries are 0):
-  //   lo_j = min_i D[j][i], range = max_j (max_i D[j][i] - lo_j),
+  //   lo_j = row_min ? min_i D[j][i] : 0, range = max_j (max_i D[j][i] - lo_j),
   //   qmax = min(255, floor(65535 / m)), scale = range > 0 ? qmax / range : 0,
-  //   lut entry = min(qmax, round_to_nearest_even((D[j][i] - lo_j) * scale)),
+  //   lut entry = clamp(round_to_nearest_even((D[j][i] - lo_j) * scale), 0, qmax),
   //   *bias = sum_j lo_j (accumulated in double, j increasing), *inv_scale = 1 / scale (or 0),
   // so that sum_j D[j][code_j] ~= bias + (sum of lut entries) * inv_scale, within m / (2 scale).
-  // Identical output on every level. Returns false (lut, bias, inv_scale unspecified) when an
-  // entry of D is not finite.
-  bool (*quantize_lut)(const float* table, size_t m, uint8_t* lut, float* bias, float* inv_scale);
+  // row_min = false skips the per-row minima (horizontal reductions, the costly part) and suits
+  // non-negative tables such as L2 distances, whose rows start near 0 anyway (negative entries
+  // are clamped to 0). Identical output on every level. Returns false (outputs unspecified) when
+  // an entry of D is not finite.
+  bool (*quantize_lut)(const float* table, size_t m, bool row_min, uint8_t* lut, float* bias,
+                       float* inv_scale);
 };
 
 extern const PqKernelTable kScalarPqKernels;

@@ -148,7 +148,8 @@ size_t FastScan(const uint8_t* blocks, size_t n, size_t pairs, const uint8_t* lu
   return nhits;
 }
 
-bool QuantizeLut(const float* table, size_t m, uint8_t* lut, float* bias, float* inv_scale) {
+bool QuantizeLut(const float* table, size_t m, bool row_min, uint8_t* lut, float* bias,
+                 float* inv_scale) {
   float range = 0;
   double sum_lo = 0;
   for (size_t j = 0; j < m; ++j) {
@@ -159,13 +160,15 @@ bool QuantizeLut(const float* table, size_t m, uint8_t* lut, float* bias, float*
       lo = row[i] < lo ? row[i] : lo;
       hi = row[i] > hi ? row[i] : hi;
     }
+    if (!row_min) lo = 0;
     const float r = hi - lo;
     range = r > range ? r : range;
     sum_lo += lo;
   }
-  const size_t qmax_int = 65535 / (m > 0 ? m : 1) < 255 ? 65535 / (m > 0 ? m : 1) : 255;
-  const float qmax = static_cast<float>(qmax_int);
-  const float scale = range > 0 ? qmax / range : 0.0f;
+  const int qmax = 65535 / static_cast<int>(m > 0 ? m : 1) < 255
+                       ? 65535 / static_cast<int>(m > 0 ? m : 1)
+                       : 255;
+  const float scale = range > 0 ? static_cast<float>(qmax) / range : 0.0f;
   const size_t pairs = (m + 1) / 2;
   for (size_t j = 0; j < 2 * pairs; ++j) {
     uint8_t* out = lut + (j / 2) * 32 + (j % 2) * 16;
@@ -174,12 +177,15 @@ bool QuantizeLut(const float* table, size_t m, uint8_t* lut, float* bias, float*
       continue;
     }
     const float* row = table + j * 16;
-    float lo = row[0];
-    for (size_t i = 1; i < 16; ++i) lo = row[i] < lo ? row[i] : lo;
+    float lo = 0;
+    if (row_min) {
+      lo = row[0];
+      for (size_t i = 1; i < 16; ++i) lo = row[i] < lo ? row[i] : lo;
+    }
     for (size_t i = 0; i < 16; ++i) {
       // cvtss2si rounds to nearest even (the default MXCSR mode), as the SIMD conversions do.
       const int q = _mm_cvtss_si32(_mm_set_ss((row[i] - lo) * scale));
-      out[i] = static_cast<uint8_t>(q < static_cast<int>(qmax_int) ? q : static_cast<int>(qmax_int));
+      out[i] = static_cast<uint8_t>(q < 0 ? 0 : (q < qmax ? q : qmax));
     }
   }
   *bias = static_cast<float>(sum_lo);

@@ -236,14 +236,18 @@ TEST_P(PqKernelLevelTest, QuantizedLutsAreIdenticalToScalarAndWithinTheErrorBoun
   SCOPED_TRACE(SeedTrace(seed));
   std::mt19937_64 rng(seed);
   for (size_t m : {1, 2, 3, 8, 17, 64, 257, 300}) {
-    SCOPED_TRACE("m=" + std::to_string(m));
+   for (bool row_min : {true, false}) {
+    SCOPED_TRACE("m=" + std::to_string(m) + " row_min=" + std::to_string(row_min));
     const size_t pairs = (m + 1) / 2;
     std::vector<float> dist = testing::RandomVectors(m * 16, 1, seed + m);
-    for (size_t i = 0; i < dist.size(); ++i) dist[i] = dist[i] * 50.0f + static_cast<float>(i % 7);
+    for (size_t i = 0; i < dist.size(); ++i) {
+      dist[i] = dist[i] * 50.0f + static_cast<float>(i % 7);
+      if (!row_min) dist[i] = std::fabs(dist[i]);  // L2-like: non-negative
+    }
     std::vector<uint8_t> lut(pairs * 32, 0xEE), lut_s(pairs * 32, 0x11);
     float bias, inv, bias_s, inv_s;
-    ASSERT_TRUE(table().quantize_lut(dist.data(), m, lut.data(), &bias, &inv));
-    ASSERT_TRUE(scalar().quantize_lut(dist.data(), m, lut_s.data(), &bias_s, &inv_s));
+    ASSERT_TRUE(table().quantize_lut(dist.data(), m, row_min, lut.data(), &bias, &inv));
+    ASSERT_TRUE(scalar().quantize_lut(dist.data(), m, row_min, lut_s.data(), &bias_s, &inv_s));
     ASSERT_EQ(lut, lut_s);
     ASSERT_EQ(bias, bias_s);
     ASSERT_EQ(inv, inv_s);
@@ -251,8 +255,8 @@ TEST_P(PqKernelLevelTest, QuantizedLutsAreIdenticalToScalarAndWithinTheErrorBoun
     double max_range = 0, sum_lo = 0;
     for (size_t j = 0; j < m; ++j) {
       const auto [lo, hi] = std::minmax_element(dist.begin() + j * 16, dist.begin() + j * 16 + 16);
-      max_range = std::max<double>(max_range, *hi - *lo);
-      sum_lo += *lo;
+      max_range = std::max<double>(max_range, *hi - (row_min ? *lo : 0.0f));
+      sum_lo += row_min ? *lo : 0.0f;
     }
     EXPECT_NEAR(bias, sum_lo, 1e-4 * (1 + std::fabs(sum_lo)));
     EXPECT_NEAR(inv, max_range / qmax, 1e-5 * max_range / qmax);
@@ -276,15 +280,16 @@ TEST_P(PqKernelLevelTest, QuantizedLutsAreIdenticalToScalarAndWithinTheErrorBoun
     }
     // Non-finite entries are reported.
     dist[(m / 2) * 16 + 3] = std::numeric_limits<float>::quiet_NaN();
-    EXPECT_FALSE(table().quantize_lut(dist.data(), m, lut.data(), &bias, &inv));
+    EXPECT_FALSE(table().quantize_lut(dist.data(), m, row_min, lut.data(), &bias, &inv));
     dist[(m / 2) * 16 + 3] = -std::numeric_limits<float>::infinity();
-    EXPECT_FALSE(table().quantize_lut(dist.data(), m, lut.data(), &bias, &inv));
+    EXPECT_FALSE(table().quantize_lut(dist.data(), m, row_min, lut.data(), &bias, &inv));
+   }
   }
   // A constant table: scale 0, all entries 0.
   std::vector<float> flat(5 * 16, 3.0f);
   std::vector<uint8_t> lut(3 * 32, 0xEE);
   float bias, inv;
-  ASSERT_TRUE(table().quantize_lut(flat.data(), 5, lut.data(), &bias, &inv));
+  ASSERT_TRUE(table().quantize_lut(flat.data(), 5, /*row_min=*/true, lut.data(), &bias, &inv));
   EXPECT_EQ(lut, std::vector<uint8_t>(3 * 32, 0));
   EXPECT_EQ(bias, 15.0f);
   EXPECT_EQ(inv, 0.0f);
@@ -487,7 +492,7 @@ TEST_P(IvfPqCaseTest, ScoresMatchReconstructionsAndPruningIsExact) {
     }
     // 8-bit: float rounding only. 4-bit: the uint8 quantisation of the tables: at most half a
     // step (table range / qmax) per sub-quantizer, with the largest table range over the tables
-    // this query uses (IP: one per query; L2: one per list).
+    // this query uses (IP: one per query; L2: one per list, ranges measured from 0).
     double tol = 1e-4 * (1 + max_abs);
     if (c().nbits == 4) {
       const size_t m = index.m();
@@ -502,7 +507,8 @@ TEST_P(IvfPqCaseTest, ScoresMatchReconstructionsAndPruningIsExact) {
         }
         for (size_t j = 0; j < m; ++j) {
           const auto [lo, hi] = std::minmax_element(table.begin() + j * 16, table.begin() + j * 16 + 16);
-          range = std::max(range, static_cast<double>(*hi - *lo));
+          // L2 tables are quantised from 0 (no per-row offset), IP tables from their row minima.
+          range = std::max(range, static_cast<double>(*hi - (c().metric == FlatMetric::kL2 ? 0.0f : *lo)));
         }
       }
       const double qmax = std::min<double>(255, 65535 / m);
