@@ -10,12 +10,16 @@
 // Search (asymmetric distance computation, ADC). A query q probes the `nprobe` lists whose
 // centroids score best for the metric (L2: smallest ||q - c||^2; inner product: largest <q, c>),
 // and scores every stored vector of those lists against its reconstruction with lookup tables:
-//   * L2: per probed list, T[j][i] = ||(q - c_l)_j - y_j(i)||^2; distance = sum_j T[j][code_j].
+//   * L2, 8-bit: once per query, T[j][i] = -2<q_j, y_j(i)>; distance = ||q - c_l||^2 + e_v +
+//     sum_j T[j][code_j], with e_v = ||y||^2 + 2<c_l, y> stored per vector (4 bytes).
+//   * L2, 4-bit: per probed list, T[j][i] = ||(q - c_l)_j - y_j(i)||^2 (residual tables).
 //   * Inner product: once per query, T[j][i] = <q_j, y_j(i)>; score = <q, c_l> + sum_j T[j][code_j].
-// nbits = 8 sums float tables (SIMD gather or unrolled scalar, per CPU level). nbits = 4 uses the
-// fast-scan layout: codes of 32 vectors are interleaved per pair of sub-quantizers so that one
-// in-register byte shuffle (pshufb / vpshufb) looks up 32 (AVX2) or 64 (AVX-512BW) table entries
-// at once, with the tables quantised to uint8 and the sums accumulated exactly in uint16.
+// nbits = 8 sums float tables (an unrolled scalar loop on every level: measured faster than
+// AVX2 / AVX-512 gathers on Zen 4, see bench/ivf_pq_bench.cc). nbits = 4 uses the fast-scan
+// layout: codes of 32 vectors are interleaved per pair of sub-quantizers so that one in-register
+// byte shuffle (pshufb / vpshufb) looks up 32 (AVX2) or 64 (AVX-512BW) table entries at once,
+// with the tables quantised to uint8 and the sums accumulated exactly in uint16; only candidates
+// whose sum can still enter the top-k leave the registers.
 //
 // Scores follow FlatSearch (kernels/flat_search.h): inner product = higher is better; L2 score =
 // -distance. They are approximations of the exact scores (the engine re-ranks the best `refine`
@@ -222,8 +226,8 @@ class IvfPqIndex {
   // the tables; 4-bit fast-scan sums of a given quantised table are identical on every level). A
   // query's results do not depend on the other queries of its batch, except for which list is
   // probed when two centroids tie within float rounding at the nprobe-th place.
-  // Memory: per thread, the tables of one query (m x 2^nbits floats, plus one L2 table per list
-  // for L2) and a top-k of k entries per query.
+  // Memory: per query and thread, nprobe list indices, one table (m x 2^nbits floats) and up to
+  // 2k candidates; per coarse step, 16 x nlist floats.
   std::vector<std::vector<Scored>> Search(const float* queries, size_t nq,
                                           const IvfPqSearchParams& params) const;
 
@@ -253,8 +257,10 @@ class IvfPqIndex {
 
   // Bytes of one stored code: m (8-bit) or ceil(m / 2) (4-bit, packed).
   size_t CodeBytesPerVector() const;
-  // Bytes held by the index: codes and ids (by allocated capacity), centroids, codebooks and
-  // per-list bookkeeping.
+  // Bytes held by the index: codes, ids and (8-bit L2) the per-vector terms, by allocated
+  // capacity; centroids and their norms; codebooks (twice: natural and transposed); per-list
+  // bookkeeping. Per vector: code bytes + 4 (id) [+ 4 (8-bit L2)] + fast-scan block padding
+  // (< 32 codes per list) + the fixed parts divided by size().
   size_t MemoryBytes() const;
   // MemoryBytes() / size() (0 when empty): what `describe` shows.
   double BytesPerVector() const;

@@ -1,8 +1,10 @@
 // k-means clustering (Lloyd iterations) for the IVF coarse quantizer and the PQ codebooks.
 //
-// Distances are squared L2. Assignment scores every training point against every centroid with the
-// blocked inner-product kernels (||x - c||^2 = ||x||^2 - 2<x, c> + ||c||^2); ties go to the
-// smaller centroid index. Centroid updates sum members in double precision, in point order.
+// Distances are squared L2. Assignment scores every training point against every centroid: with
+// the blocked inner-product kernels (||x - c||^2 = ||x||^2 - 2<x, c> + ||c||^2) above 8
+// dimensions, directly (sum of squared differences, vectorised over centroids) up to 8, where a
+// GEMM has too little depth (PQ sub-spaces); ties go to the smaller centroid index. Centroid
+// updates sum members in double precision, in point order.
 //
 // Determinism: for the same input, parameters (seed included) and SIMD level, the centroids are
 // bit-identical whatever the pool and its thread count (points are scored in fixed-size chunks
@@ -74,9 +76,10 @@ uint64_t KMeansRunCount();
 
 // For each of the n points (row-major, n x d), the index of the nearest of the k centroids
 // (squared L2; ties to the smaller index) into assign[i], and when `distances` is non-null the
-// squared distance into distances[i] (computed as ||x||^2 - 2<x, c> + ||c||^2 clamped at 0, so
-// within float rounding of the direct difference). Deterministic like KMeans. k >= 1, d >= 1.
-// `centroid_sqnorms` (k entries) may be null (then computed here).
+// squared distance into distances[i] (d > 8: ||x||^2 - 2<x, c> + ||c||^2 clamped at 0, within
+// float rounding of the direct difference; d <= 8: the direct sum of squared differences).
+// Deterministic like KMeans. `centroid_sqnorms` (k entries, used when d > 8) may be null (then
+// computed here). Nothing happens when n, k or d is 0.
 void NearestCentroids(const float* x, size_t n, size_t d, const float* centroids, size_t k,
                       const float* centroid_sqnorms, uint32_t* assign, float* distances,
                       ThreadPool* pool, const KernelTable* kernels = nullptr);

@@ -756,7 +756,14 @@ TEST(IvfPqIndex, Defaults) {
     EXPECT_GE(DefaultNprobe(nlist), 1u);
     EXPECT_LE(DefaultNprobe(nlist), nlist);
   }
-  EXPECT_GE(DefaultRefine(10), 10u);
+  EXPECT_EQ(DefaultRefine(10), 40u);
+  EXPECT_EQ(DefaultRefine(10, 8), 40u);
+  EXPECT_EQ(DefaultRefine(100, 8), 400u);
+  EXPECT_EQ(DefaultRefine(10, 4), 100u);
+  EXPECT_EQ(DefaultRefine(20, 4), 200u);
+  EXPECT_EQ(DefaultNprobe(400), 50u);
+  EXPECT_EQ(DefaultNprobe(4000), 158u);
+  EXPECT_EQ(DefaultNprobe(3), 3u);
 }
 
 TEST(IvfPqIndex, MemoryIsCodesPlusIdsPlusSmallOverhead) {
