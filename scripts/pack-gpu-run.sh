@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Packs what a run on a lent GPU machine needs into .devrun/ at the repository root (ignored by
-# git: add `/.devrun/` to .git/info/exclude once): the CUDA test binary and the GPU benchmark, built
-# here, stripped of debug info, plus the shared libraries they link that the bare GPU image lacks
-# (Abseil, and anything else outside glibc/libstdc++/CUDA). CUDA libraries are not carried: the GPU
-# machine's own libcublas/libcudart are found at run time by .devrun/env.sh.
+# git: add `/.devrun/` to .git/info/exclude once): the CUDA test binary and the GPU benchmarks
+# (gpu_bench, gpu_ivf_bench: each only if built), built here, stripped of debug info, plus the
+# shared libraries they link that the bare GPU image lacks (Abseil, and anything else outside
+# glibc/libstdc++/CUDA). CUDA libraries are not carried: the GPU machine's own libcublas/libcudart
+# are found at run time by .devrun/env.sh. The SIFT10K .npy files of ../shared/data (5 MiB; the
+# only shared data set the CUDA tests read) are copied to .devrun/data when present, and env.sh
+# links them where the tests look for them (the build's ../shared/data path) when that is absent.
 #
 #   scripts/pack-gpu-run.sh [BUILD_DIR]      (default build-cuda; build the targets first:
-#       cmake --build build-cuda -j2 --target rosetta_cuda_tests gpu_bench)
+#       cmake --build build-cuda -j2 --target rosetta_cuda_tests gpu_bench gpu_ivf_bench)
 #
 # Then, with the device tool:  run(command: "source .devrun/env.sh && .devrun/rosetta_cuda_tests",
 #                                 carry: [".devrun"])
@@ -17,9 +20,13 @@ build=${1:-build-cuda}
 [[ "$build" = /* ]] || build="$root/$build"
 out="$root/.devrun"
 
-bins=("$build/tests/rosetta_cuda_tests" "$build/bench/gpu_bench")
-for b in "${bins[@]}"; do
-  [[ -x "$b" ]] || { echo "missing $b: build it first" >&2; exit 1; }
+[[ -x "$build/tests/rosetta_cuda_tests" ]] || {
+  echo "missing $build/tests/rosetta_cuda_tests: build it first" >&2
+  exit 1
+}
+bins=("$build/tests/rosetta_cuda_tests")
+for b in "$build/bench/gpu_bench" "$build/bench/gpu_ivf_bench"; do
+  if [[ -x "$b" ]]; then bins+=("$b"); else echo "note: $b not built; not packed" >&2; fi
 done
 
 rm -rf "$out"
@@ -39,6 +46,14 @@ done | sort -u | while read -r lib; do
 done
 strip --strip-debug "$out"/lib/*.so* 2>/dev/null || true
 
+# Shared data the CUDA tests read (SIFT10K), and where the build expects it.
+data_src="$root/../shared/data/sift10k_siftsmall"
+if [[ -d "$data_src" ]]; then
+  mkdir -p "$out/data/sift10k_siftsmall"
+  cp "$data_src"/base.npy "$data_src"/query.npy "$out/data/sift10k_siftsmall/"
+fi
+shared_dir=$(cd "$root/.." && pwd)/shared/data
+
 # What was built: the commit, and whether the working tree differed from it.
 {
   echo "commit: $(git -C "$root" rev-parse HEAD)"
@@ -46,6 +61,7 @@ strip --strip-debug "$out"/lib/*.so* 2>/dev/null || true
   echo "uncommitted changes in kernels/ tests/cuda/ bench/: $(git -C "$root" status --short -- kernels tests/cuda bench | wc -l)"
 } > "$out/BUILD_INFO"
 
+echo "shared_dir=$shared_dir" > "$out/env_paths.sh"
 cat > "$out/env.sh" <<'ENV'
 # Sourced on the GPU machine from the repository root: library path and a short environment report.
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -56,7 +72,13 @@ cat "$here/BUILD_INFO"
 echo "libcublas.so.13: ${cublas:-NOT FOUND}; libcudart.so.13: ${cudart:-NOT FOUND}"
 echo "glibc: $(ldd --version | head -1)"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv,noheader || true
-for b in "$here"/rosetta_cuda_tests "$here"/gpu_bench; do
+source "$here/env_paths.sh"
+if [[ -d "$here/data" && ! -e "$shared_dir" ]]; then
+  mkdir -p "$(dirname "$shared_dir")" && ln -s "$here/data" "$shared_dir" &&
+    echo "linked $shared_dir -> $here/data"
+fi
+for b in "$here"/rosetta_cuda_tests "$here"/gpu_bench "$here"/gpu_ivf_bench; do
+  [[ -x "$b" ]] || continue
   missing=$(ldd "$b" | grep 'not found' || true)
   [[ -z "$missing" ]] || echo "MISSING for $(basename "$b"): $missing"
 done
