@@ -225,8 +225,15 @@ TEST(GpuFused, EmptySetEmptyBatchAndErrors) {
   ASSERT_EQ(r0.size(), c.nq);
   for (const auto& r : r0) EXPECT_TRUE(r.empty());
   ASSERT_OK_AND_ASSIGN(const auto set, GpuFieldSet::Upload(c.rows, c.fields));
-  ASSERT_OK_AND_ASSIGN(const auto none, GpuFusedSearch(*set, 0, p));
+  // An empty batch (per-query normalisation arrays then have 0 entries).
+  std::vector<FusedTerm> plain = c.terms;
+  for (FusedTerm& t : plain) t.scale = t.offset = {};
+  FusedParams p0 = p;
+  p0.terms = plain;
+  ASSERT_OK_AND_ASSIGN(const auto none, GpuFusedSearch(*set, 0, p0));
   EXPECT_TRUE(none.empty());
+  EXPECT_STATUS(GpuFusedSearch(*set, 0, p), absl::StatusCode::kInvalidArgument,
+                "offset values for 0 queries");
   p.k = 2000;
   EXPECT_STATUS(GpuFusedSearch(*set, c.nq, p), absl::StatusCode::kInvalidArgument, "k=2000");
   p.k = 10;
