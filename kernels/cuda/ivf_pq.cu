@@ -82,7 +82,6 @@ struct IvfPqDeviceIndex {
 namespace {
 
 constexpr int kScanThreads = 128;
-constexpr int kScanWarps = kScanThreads / 32;
 constexpr uint32_t kListChunk = kScanThreads * 4;  // codes scored per round (4 per thread)
 constexpr int kRerankThreads = 128;
 constexpr int kRerankWarps = kRerankThreads / 32;
