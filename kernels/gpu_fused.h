@@ -25,9 +25,9 @@
 // over the scores as computed, as kernels::TopK orders them), ids being row numbers.
 //
 // The GPU and the reference run the same per-row code (kernels/cuda/fused_fields_math.cuh), with
-// explicitly rounded double operations on the device, so their scores agree bit for bit except
-// where the device's fp32 raw score differs (it does not in the tests: same fmaf chain); ties are
-// broken identically.
+// explicitly rounded double operations on the device and the same fp32 fmaf chains for raw scores,
+// so their results agree bit for bit, ties included (measured on an H100: 96 searches of
+// tests/cuda/gpu_fused_test.cc, bench/results/2026-11-25-gpu-h100-ivfpq).
 //
 // Storage: fields are uploaded as fp32 rows padded to a multiple of 4 floats, with their presence
 // bitmap and record weights; queries are uploaded per call. No fp16 storage yet.
