@@ -7,7 +7,8 @@
 // Part 1, search latency (cosine, k = 10, one query per Search call, default request options:
 // exact, explain, with attributes): the same clustered data set (rows x dim, fixed seed) is
 // loaded into an embedded database in this process and into a `rosettad` child process (the
-// real server binary, --threads 2 unless --server-threads, over 127.0.0.1). The queries alternate between the two paths
+// real server binary, --threads 2 unless --server-threads, over 127.0.0.1; the embedded engine's
+// search pool gets as many threads as the server's). The queries alternate between the two paths
 // (embedded first for even queries, server first for odd ones) so that both see the same
 // machine load; each call is timed by the client (steady_clock around Client::Search). The
 // results of both paths must be identical (ids and score bits); the bench counts mismatches.
@@ -342,7 +343,7 @@ void RunSearch(const Flags& f) {
 
   rosetta::engine::DatabaseOptions options;
   options.store.sync = rosetta::storage::SyncPolicy::kNone;
-  options.search_threads = 2;
+  options.search_threads = static_cast<size_t>(f.server_threads);  // as rosettad --threads.
   std::unique_ptr<Client> embedded = Check(rosetta::OpenEmbeddedClient(emb_dir, options), "open");
   Rosettad server(f.rosettad, srv_dir, "none", f.server_threads, f.work + "/rosettad-search.log");
   std::printf("server: %s\n", server.banner().c_str());
