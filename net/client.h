@@ -9,6 +9,8 @@
 // AlreadyExists, ...). No method throws.
 #pragma once
 
+#include <chrono>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -60,6 +62,36 @@ class Client {
                                              const std::vector<std::string>& ids) = 0;
   virtual absl::StatusOr<std::vector<SearchResponse>> Search(
       const std::string& collection, std::vector<SearchRequest> requests) = 0;
+
+  // Indexes and telemetry. Added after the operations above: Client implementations that do not
+  // override them (test doubles, older implementations) answer UNIMPLEMENTED `build-index is not
+  // supported by this client` (index-progress, stats likewise); EmbeddedClient and the remote
+  // client implement them.
+
+  // Indexes (engine::Database::BuildIndex, docs/query-semantics.md "Indexes"): seals the rows not
+  // yet in a sealed segment into a new one and queues its ivf_pq index builds (and the retry of
+  // failed builds); returns at once with the progress. `field` "" = every ivf_pq field (naming
+  // one only checks that it has an ivf_pq index). InvalidArgument when the collection (or the
+  // field) has no ivf_pq index, NotFound for an unknown collection or field.
+  virtual absl::StatusOr<IndexBuildProgress> BuildIndex(const std::string& collection,
+                                                        const std::string& field);
+  // The progress of a collection's index builds (done() when nothing is queued or running).
+  virtual absl::StatusOr<IndexBuildProgress> IndexProgress(const std::string& collection);
+
+  // Telemetry since the database was opened (engine::Database::Stats). Through a server, also
+  // the server's per-request latencies (DatabaseStats::requests, "request.<type>") and the
+  // transport's connection and byte counters; embedded, those are empty / zero.
+  virtual absl::StatusOr<DatabaseStats> Stats();
 };
+
+// Polls client.IndexProgress(collection) every `poll` until the builds are done (done()) or
+// `timeout` has passed (milliseconds::max(): no limit), and returns the last progress (done()
+// false after a timeout). Calls
+// `on_progress` (if set) with every progress it reads, the last one included. Errors: those of
+// IndexProgress.
+absl::StatusOr<IndexBuildProgress> WaitForIndexes(
+    Client& client, const std::string& collection, std::chrono::milliseconds timeout,
+    std::chrono::milliseconds poll = std::chrono::milliseconds(200),
+    const std::function<void(const IndexBuildProgress&)>& on_progress = nullptr);
 
 }  // namespace rosetta

@@ -94,6 +94,17 @@ class EmbeddedClient final : public Client {
     return db_->SearchBatch(collection, std::move(requests));
   }
 
+  absl::StatusOr<IndexBuildProgress> BuildIndex(const std::string& collection,
+                                                const std::string& field) override {
+    return db_->BuildIndex(collection, field);
+  }
+
+  absl::StatusOr<IndexBuildProgress> IndexProgress(const std::string& collection) override {
+    return db_->IndexProgress(collection);
+  }
+
+  absl::StatusOr<DatabaseStats> Stats() override { return db_->Stats(); }
+
  private:
   std::unique_ptr<engine::Database> db_;
 };

@@ -5,7 +5,8 @@
 // codes and messages, the same atomicity (one Upsert / Import call = one atomic batch of at most
 // engine::kMaxBatchRecords records). The embedded client adds only:
 //   - the batch-size check of the Client contract, done before the engine is called;
-//   - Info(): {version kRosettaVersion, mode "embedded", the kernel backend, the data directory}.
+//   - Info(): {version kRosettaVersion, mode "embedded", the kernel backend, the data directory};
+//   - Stats() is Database::Stats(): no per-request latencies, connection or byte counters.
 //
 // Thread safety: as engine::Database, every method may be called concurrently.
 #pragma once

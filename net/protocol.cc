@@ -5,6 +5,8 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <set>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 
@@ -119,6 +121,15 @@ w::PredicateTarget ToWire(Predicate::Target t) {
   return t == Predicate::Target::kProvenance ? w::PredicateTarget::Provenance
                                              : w::PredicateTarget::Attribute;
 }
+w::IndexType ToWire(IndexType t) {
+  switch (t) {
+    case IndexType::kFlat:
+      return w::IndexType::Flat;
+    case IndexType::kIvfPq:
+      return w::IndexType::IvfPq;
+  }
+  return w::IndexType::Flat;
+}
 w::Role ToWire(Role r) {
   switch (r) {
     case Role::kRead:
@@ -146,6 +157,7 @@ constexpr FilterOp kFilterOps[] = {FilterOp::kEq, FilterOp::kNe,  FilterOp::kIn,
 constexpr Predicate::Target kTargets[] = {Predicate::Target::kAttribute,
                                           Predicate::Target::kProvenance};
 constexpr Role kRoles[] = {Role::kRead, Role::kWrite, Role::kAdmin};
+constexpr IndexType kIndexTypes[] = {IndexType::kFlat, IndexType::kIvfPq};
 static_assert(std::size(kMetrics) == static_cast<size_t>(w::Metric::MAX) + 1);
 static_assert(std::size(kAttributeTypes) == static_cast<size_t>(w::ValueType::MAX) + 1);
 static_assert(std::size(kFusions) == static_cast<size_t>(w::Fusion::MAX) + 1);
@@ -154,6 +166,7 @@ static_assert(std::size(kMissings) == static_cast<size_t>(w::Missing::MAX) + 1);
 static_assert(std::size(kFilterOps) == static_cast<size_t>(w::FilterOp::MAX) + 1);
 static_assert(std::size(kTargets) == static_cast<size_t>(w::PredicateTarget::MAX) + 1);
 static_assert(std::size(kRoles) == static_cast<size_t>(w::Role::MAX) + 1);
+static_assert(std::size(kIndexTypes) == static_cast<size_t>(w::IndexType::MAX) + 1);
 
 // =============================================================================================
 // Size estimation (before building: flatbuffers must never be asked to exceed 2 GiB)
@@ -259,10 +272,11 @@ SizeBound Bound(const CollectionSchema& s) {
   }
   b.Add(VectorBound(s.fields.size()));
   for (const auto& [name, field] : s.fields) {
-    b.Add(TableBound(4));
+    b.Add(TableBound(5));
     b.Add(Bound(field.name));
     b.Add(Bound(field.space));
     b.Add(Bound(field.modality));
+    b.Add(TableBound(4));  // the IndexSpec, when not the default.
   }
   b.Add(VectorBound(s.attributes.size()));
   for (const auto& [name, type] : s.attributes) {
@@ -273,7 +287,7 @@ SizeBound Bound(const CollectionSchema& s) {
 }
 
 SizeBound Bound(const SearchRequest& r) {
-  SizeBound b = TableBound(10);
+  SizeBound b = TableBound(12);
   b.Add(VectorBound(r.inputs.size()));
   for (const QueryInput& in : r.inputs) {
     b.Add(TableBound(5));
@@ -296,7 +310,13 @@ SizeBound Bound(const SearchRequest& r) {
 }
 
 SizeBound Bound(const SearchResponse& r) {
-  SizeBound b = TableBound(2);
+  SizeBound b = TableBound(4);
+  b.Add(VectorBound(r.plan.size()));
+  for (const FieldPlan& p : r.plan) {
+    b.Add(TableBound(6));
+    b.Add(Bound(p.field));
+    b.Add(Bound(p.index));
+  }
   b.Add(VectorBound(r.results.size()));
   for (const Hit& h : r.results) {
     b.Add(TableBound(5));
@@ -313,7 +333,19 @@ SizeBound Bound(const SearchResponse& r) {
 }
 
 SizeBound Bound(const CollectionInfo& info) {
-  SizeBound b = TableBound(7);
+  SizeBound b = TableBound(8);
+  b.Add(VectorBound(info.segment_list.size()));
+  for (const SegmentInfo& si : info.segment_list) {
+    b.Add(TableBound(5));
+    b.Add(Bound(si.state));
+    b.Add(VectorBound(si.fields.size()));
+    for (const SegmentFieldIndex& f : si.fields) {
+      b.Add(TableBound(8));
+      b.Add(Bound(f.field));
+      b.Add(Bound(f.index));
+      b.Add(Bound(f.state));
+    }
+  }
   b.Add(Bound(info.schema));
   b.Add(VectorBound(info.field_vectors.size()));
   for (const auto& [field, count] : info.field_vectors) {
@@ -425,6 +457,30 @@ SizeBound MessageBound(const Message& message) {
             SizeBound s = TableBound(2);
             s.Add({std::min(m.message.size(), kMaxErrorMessageBytes),
                    kMaxErrorMessageBytes + kStringOverhead});
+            return s;
+          },
+          [](const msg::BuildIndex& m) {
+            SizeBound s = TableBound(2);
+            s.Add(Bound(m.collection));
+            s.Add(Bound(m.field));
+            return s;
+          },
+          [](const msg::IndexProgress& m) {
+            SizeBound s = TableBound(1);
+            s.Add(Bound(m.collection));
+            return s;
+          },
+          [](const IndexBuildProgress&) { return TableBound(5); },
+          [](const msg::Stats&) { return TableBound(0); },
+          [](const DatabaseStats& m) {
+            SizeBound s = TableBound(12);
+            for (const auto* list : {&m.operations, &m.requests}) {
+              s.Add(VectorBound(list->size()));
+              for (const LatencyStats& l : *list) {
+                s.Add(TableBound(8));
+                s.Add(Bound(l.operation));
+              }
+            }
             return s;
           },
       },
@@ -603,11 +659,22 @@ class Encoder {
       auto n = Str(field.name);
       auto sp = Str(field.space);
       auto mo = Str(field.modality);
+      // Absent for the default (flat, no parameters): schemas without indexes encode as before.
+      Offset<w::IndexSpec> index;
+      if (!(field.index == IndexSpec{})) {
+        w::IndexSpecBuilder ib(fbb_);
+        ib.add_type(ToWire(field.index.type));
+        ib.add_nlist(field.index.nlist);
+        ib.add_m(field.index.m);
+        ib.add_nbits(field.index.nbits);
+        index = ib.Finish();
+      }
       w::FieldBuilder b(fbb_);
       b.add_name(n);
       b.add_space(sp);
       b.add_modality(mo);
       b.add_weight(field.weight);
+      if (!index.IsNull()) b.add_index(index);
       fields.push_back(b.Finish());
     }
     auto fields_v = fbb_.CreateVector(fields);
@@ -682,6 +749,8 @@ class Encoder {
     b.add_exact(r.exact);
     b.add_explain(r.explain);
     b.add_with_attributes(r.with_attributes);
+    b.add_nprobe(r.nprobe);
+    b.add_refine(r.refine);
     return b.Finish();
   }
 
@@ -717,9 +786,29 @@ class Encoder {
       hits.push_back(b.Finish());
     }
     auto hits_v = fbb_.CreateVector(hits);
+    OffsetVector<w::FieldPlan> plan;
+    if (!r.plan.empty()) {
+      std::vector<Offset<w::FieldPlan>> items;
+      items.reserve(r.plan.size());
+      for (const FieldPlan& p : r.plan) {
+        auto f = Str(p.field);
+        auto ix = Str(p.index);
+        w::FieldPlanBuilder b(fbb_);
+        b.add_field(f);
+        b.add_index(ix);
+        b.add_nprobe(p.nprobe);
+        b.add_indexed_segments(p.indexed_segments);
+        b.add_scanned_rows(p.scanned_rows);
+        b.add_candidates(p.candidates);
+        items.push_back(b.Finish());
+      }
+      plan = fbb_.CreateVector(items);
+    }
     w::SearchResponseBuilder b(fbb_);
     b.add_results(hits_v);
     b.add_took_us(r.took_us);
+    b.add_exact(r.exact);
+    if (!plan.IsNull()) b.add_plan(plan);
     return b.Finish();
   }
 
@@ -751,6 +840,40 @@ class Encoder {
       calibration.push_back(b.Finish());
     }
     auto calibration_v = fbb_.CreateVector(calibration);
+    OffsetVector<w::SegmentInfo> segments;
+    if (!info.segment_list.empty()) {
+      std::vector<Offset<w::SegmentInfo>> items;
+      items.reserve(info.segment_list.size());
+      for (const SegmentInfo& si : info.segment_list) {
+        std::vector<Offset<w::SegmentFieldIndex>> fields;
+        fields.reserve(si.fields.size());
+        for (const SegmentFieldIndex& f : si.fields) {
+          auto name = Str(f.field);
+          auto ix = Str(f.index);
+          auto state = Str(f.state);
+          w::SegmentFieldIndexBuilder b(fbb_);
+          b.add_field(name);
+          b.add_index(ix);
+          b.add_state(state);
+          b.add_vectors(f.vectors);
+          b.add_nlist(f.nlist);
+          b.add_m(f.m);
+          b.add_nbits(f.nbits);
+          b.add_bytes_per_vector(f.bytes_per_vector);
+          fields.push_back(b.Finish());
+        }
+        auto fields_v = fbb_.CreateVector(fields);
+        auto state = Str(si.state);
+        w::SegmentInfoBuilder b(fbb_);
+        b.add_id(si.id);
+        b.add_state(state);
+        b.add_rows(si.rows);
+        b.add_live(si.live);
+        b.add_fields(fields_v);
+        items.push_back(b.Finish());
+      }
+      segments = fbb_.CreateVector(items);
+    }
     w::CollectionInfoBuilder b(fbb_);
     b.add_schema(schema);
     b.add_records(info.records);
@@ -759,7 +882,27 @@ class Encoder {
     b.add_storage(storage);
     b.add_kernel_backend(backend);
     b.add_calibration(calibration_v);
+    if (!segments.IsNull()) b.add_segment_list(segments);
     return b.Finish();
+  }
+
+  OffsetVector<w::LatencyStats> Latencies(const std::vector<LatencyStats>& list) {
+    std::vector<Offset<w::LatencyStats>> items;
+    items.reserve(list.size());
+    for (const LatencyStats& l : list) {
+      auto op = Str(l.operation);
+      w::LatencyStatsBuilder b(fbb_);
+      b.add_operation(op);
+      b.add_count(l.count);
+      b.add_errors(l.errors);
+      b.add_mean_us(l.mean_us);
+      b.add_p50_us(l.p50_us);
+      b.add_p90_us(l.p90_us);
+      b.add_p99_us(l.p99_us);
+      b.add_max_us(l.max_us);
+      items.push_back(b.Finish());
+    }
+    return fbb_.CreateVector(items);
   }
 
   // The union member: its type tag and offset.
@@ -905,6 +1048,52 @@ class Encoder {
             },
             [&](const msg::Error& m) -> std::pair<w::Message, Offset<void>> {
               return {w::Message::Error, ErrorBody(m.code, m.message).Union()};
+            },
+            [&](const msg::BuildIndex& m) -> std::pair<w::Message, Offset<void>> {
+              auto c = Str(m.collection);
+              Offset<fb::String> f;
+              if (!m.field.empty()) f = Str(m.field);
+              w::BuildIndexBuilder b(fbb_);
+              b.add_collection(c);
+              if (!f.IsNull()) b.add_field(f);
+              return {w::Message::BuildIndex, b.Finish().Union()};
+            },
+            [&](const msg::IndexProgress& m) -> std::pair<w::Message, Offset<void>> {
+              auto c = Str(m.collection);
+              w::IndexProgressBuilder b(fbb_);
+              b.add_collection(c);
+              return {w::Message::IndexProgress, b.Finish().Union()};
+            },
+            [&](const IndexBuildProgress& m) -> std::pair<w::Message, Offset<void>> {
+              w::IndexProgressReplyBuilder b(fbb_);
+              b.add_segments(m.segments);
+              b.add_ready(m.ready);
+              b.add_building(m.building);
+              b.add_failed(m.failed);
+              b.add_growing_rows(m.growing_rows);
+              return {w::Message::IndexProgressReply, b.Finish().Union()};
+            },
+            [&](const msg::Stats&) -> std::pair<w::Message, Offset<void>> {
+              w::StatsBuilder b(fbb_);
+              return {w::Message::Stats, b.Finish().Union()};
+            },
+            [&](const DatabaseStats& m) -> std::pair<w::Message, Offset<void>> {
+              auto operations = Latencies(m.operations);
+              auto requests = Latencies(m.requests);
+              w::StatsReplyBuilder b(fbb_);
+              b.add_uptime_s(m.uptime_s);
+              b.add_collections(m.collections);
+              b.add_records(m.records);
+              b.add_operations(operations);
+              b.add_commit_batches(m.commit_batches);
+              b.add_commit_groups(m.commit_groups);
+              b.add_requests(requests);
+              b.add_connections_open(m.connections_open);
+              b.add_connections_accepted(m.connections_accepted);
+              b.add_connections_refused(m.connections_refused);
+              b.add_bytes_received(m.bytes_received);
+              b.add_bytes_sent(m.bytes_sent);
+              return {w::Message::StatsReply, b.Finish().Union()};
             },
         },
         message);
@@ -1254,6 +1443,13 @@ class Decoder {
         RETURN_IF_ERROR(String(f->space(), ip.Child("space"), true, &field.space));
         RETURN_IF_ERROR(String(f->modality(), ip.Child("modality"), true, &field.modality));
         field.weight = f->weight();
+        if (const w::IndexSpec* ix = f->index()) {
+          const Path xp = ip.Child("index");
+          RETURN_IF_ERROR(Enum(ix->type(), kIndexTypes, xp.Child("type"), &field.index.type));
+          field.index.nlist = ix->nlist();
+          field.index.m = ix->m();
+          field.index.nbits = ix->nbits();
+        }
         const std::string key = field.name;
         if (!out->fields.emplace(key, std::move(field)).second) {
           return Bad(ip.Child("name"), absl::StrCat("duplicate field \"", key, "\""));
@@ -1338,6 +1534,8 @@ class Decoder {
     out->exact = v->exact();
     out->explain = v->explain();
     out->with_attributes = v->with_attributes();
+    out->nprobe = v->nprobe();
+    out->refine = v->refine();
     return absl::OkStatus();
   }
 
@@ -1377,6 +1575,29 @@ class Decoder {
         }
         RETURN_IF_ERROR(Attributes(h->attributes(), ip.Child("attributes"), &hit.attributes));
         RETURN_IF_ERROR(Prov(h->provenance(), ip.Child("provenance"), &hit.provenance));
+      }
+    }
+    out->exact = v->exact();
+    out->plan.clear();
+    if (const auto* plan = v->plan()) {
+      RETURN_IF_ERROR(Charge(sizeof(FieldPlan) * plan->size(), p));
+      out->plan.resize(plan->size());  // not resized again: `seen` views its strings.
+      std::set<std::string_view> seen;
+      for (fb::uoffset_t i = 0; i < plan->size(); ++i) {
+        const Path ip{&p, "plan", static_cast<int64_t>(i)};
+        const w::FieldPlan* fp = plan->Get(i);
+        if (fp == nullptr) return Bad(ip, "missing");
+        FieldPlan& x = out->plan[i];
+        RETURN_IF_ERROR(String(fp->field(), ip.Child("field"), true, &x.field));
+        RETURN_IF_ERROR(Charge(kMapNodeBytes, ip));
+        if (!seen.insert(x.field).second) {
+          return Bad(ip.Child("field"), absl::StrCat("duplicate field \"", x.field, "\""));
+        }
+        RETURN_IF_ERROR(String(fp->index(), ip.Child("index"), false, &x.index));
+        x.nprobe = fp->nprobe();
+        x.indexed_segments = fp->indexed_segments();
+        x.scanned_rows = fp->scanned_rows();
+        x.candidates = fp->candidates();
       }
     }
     return absl::OkStatus();
@@ -1419,6 +1640,73 @@ class Decoder {
         s.stddev = c->stddev();
         s.top1_mean = c->top1_mean();
       }
+    }
+    if (const auto* segments = v->segment_list()) {
+      RETURN_IF_ERROR(Charge(sizeof(SegmentInfo) * segments->size(), p));
+      out->segment_list.resize(segments->size());
+      for (fb::uoffset_t i = 0; i < segments->size(); ++i) {
+        const Path ip{&p, "segment_list", static_cast<int64_t>(i)};
+        const w::SegmentInfo* wsi = segments->Get(i);
+        if (wsi == nullptr) return Bad(ip, "missing");
+        SegmentInfo& si = out->segment_list[i];
+        si.id = wsi->id();
+        RETURN_IF_ERROR(String(wsi->state(), ip.Child("state"), false, &si.state));
+        si.rows = wsi->rows();
+        si.live = wsi->live();
+        if (const auto* fields = wsi->fields()) {
+          RETURN_IF_ERROR(Charge(sizeof(SegmentFieldIndex) * fields->size(), ip));
+          si.fields.resize(fields->size());  // not resized again: `seen` views its strings.
+          std::set<std::string_view> seen;
+          for (fb::uoffset_t j = 0; j < fields->size(); ++j) {
+            const Path jp{&ip, "fields", static_cast<int64_t>(j)};
+            const w::SegmentFieldIndex* wf = fields->Get(j);
+            if (wf == nullptr) return Bad(jp, "missing");
+            SegmentFieldIndex& f = si.fields[j];
+            RETURN_IF_ERROR(String(wf->field(), jp.Child("field"), true, &f.field));
+            RETURN_IF_ERROR(Charge(kMapNodeBytes, jp));
+            if (!seen.insert(f.field).second) {
+              return Bad(jp.Child("field"), absl::StrCat("duplicate field \"", f.field, "\""));
+            }
+            RETURN_IF_ERROR(String(wf->index(), jp.Child("index"), false, &f.index));
+            RETURN_IF_ERROR(String(wf->state(), jp.Child("state"), false, &f.state));
+            f.vectors = wf->vectors();
+            f.nlist = wf->nlist();
+            f.m = wf->m();
+            f.nbits = wf->nbits();
+            f.bytes_per_vector = wf->bytes_per_vector();
+          }
+        }
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  // A list of latency summaries; operation names are required and unique within the list.
+  absl::Status Latencies(const Vector<Offset<w::LatencyStats>>* v, const Path& p,
+                         std::vector<LatencyStats>* out) {
+    out->clear();
+    if (v == nullptr) return absl::OkStatus();
+    RETURN_IF_ERROR(Charge(sizeof(LatencyStats) * v->size(), p));
+    out->resize(v->size());  // not resized again: `seen` views its strings.
+    std::set<std::string_view> seen;
+    for (fb::uoffset_t i = 0; i < v->size(); ++i) {
+      const Path ip{p.parent, p.name, static_cast<int64_t>(i)};
+      const w::LatencyStats* l = v->Get(i);
+      if (l == nullptr) return Bad(ip, "missing");
+      LatencyStats& x = (*out)[i];
+      RETURN_IF_ERROR(String(l->operation(), ip.Child("operation"), true, &x.operation));
+      RETURN_IF_ERROR(Charge(kMapNodeBytes, ip));
+      if (!seen.insert(x.operation).second) {
+        return Bad(ip.Child("operation"),
+                   absl::StrCat("duplicate operation \"", x.operation, "\""));
+      }
+      x.count = l->count();
+      x.errors = l->errors();
+      x.mean_us = l->mean_us();
+      x.p50_us = l->p50_us();
+      x.p90_us = l->p90_us();
+      x.p99_us = l->p99_us();
+      x.max_us = l->max_us();
     }
     return absl::OkStatus();
   }
@@ -1633,6 +1921,53 @@ class Decoder {
         *out = std::move(error);
         return absl::OkStatus();
       }
+      case w::Message::BuildIndex: {
+        const w::BuildIndex* m = frame->body_as_BuildIndex();
+        msg::BuildIndex build;
+        RETURN_IF_ERROR(String(m->collection(), root.Child("collection"), true, &build.collection));
+        RETURN_IF_ERROR(String(m->field(), root.Child("field"), false, &build.field));
+        *out = std::move(build);
+        return absl::OkStatus();
+      }
+      case w::Message::IndexProgress: {
+        msg::IndexProgress progress;
+        RETURN_IF_ERROR(String(frame->body_as_IndexProgress()->collection(),
+                               root.Child("collection"), true, &progress.collection));
+        *out = std::move(progress);
+        return absl::OkStatus();
+      }
+      case w::Message::IndexProgressReply: {
+        const w::IndexProgressReply* m = frame->body_as_IndexProgressReply();
+        IndexBuildProgress p;
+        p.segments = m->segments();
+        p.ready = m->ready();
+        p.building = m->building();
+        p.failed = m->failed();
+        p.growing_rows = m->growing_rows();
+        *out = p;
+        return absl::OkStatus();
+      }
+      case w::Message::Stats:
+        *out = msg::Stats{};
+        return absl::OkStatus();
+      case w::Message::StatsReply: {
+        const w::StatsReply* m = frame->body_as_StatsReply();
+        DatabaseStats stats;
+        stats.uptime_s = m->uptime_s();
+        stats.collections = m->collections();
+        stats.records = m->records();
+        RETURN_IF_ERROR(Latencies(m->operations(), root.Child("operations"), &stats.operations));
+        stats.commit_batches = m->commit_batches();
+        stats.commit_groups = m->commit_groups();
+        RETURN_IF_ERROR(Latencies(m->requests(), root.Child("requests"), &stats.requests));
+        stats.connections_open = m->connections_open();
+        stats.connections_accepted = m->connections_accepted();
+        stats.connections_refused = m->connections_refused();
+        stats.bytes_received = m->bytes_received();
+        stats.bytes_sent = m->bytes_sent();
+        *out = std::move(stats);
+        return absl::OkStatus();
+      }
       case w::Message::NONE:
         break;
     }
@@ -1714,6 +2049,11 @@ const char* MessageName(const Message& message) {
                         [](const GetResult&) { return "GetResult"; },
                         [](const msg::SearchResults&) { return "SearchResults"; },
                         [](const msg::Error&) { return "Error"; },
+                        [](const msg::BuildIndex&) { return "BuildIndex"; },
+                        [](const msg::IndexProgress&) { return "IndexProgress"; },
+                        [](const IndexBuildProgress&) { return "IndexProgressReply"; },
+                        [](const msg::Stats&) { return "Stats"; },
+                        [](const DatabaseStats&) { return "StatsReply"; },
                     },
                     message);
 }
@@ -1725,7 +2065,9 @@ bool IsRequest(const Message& m) {
          std::holds_alternative<msg::Describe>(m) ||
          std::holds_alternative<msg::DropCollection>(m) || std::holds_alternative<msg::Upsert>(m) ||
          std::holds_alternative<msg::Import>(m) || std::holds_alternative<msg::Get>(m) ||
-         std::holds_alternative<msg::Delete>(m) || std::holds_alternative<msg::Search>(m);
+         std::holds_alternative<msg::Delete>(m) || std::holds_alternative<msg::Search>(m) ||
+         std::holds_alternative<msg::BuildIndex>(m) ||
+         std::holds_alternative<msg::IndexProgress>(m) || std::holds_alternative<msg::Stats>(m);
 }
 
 EncodedSize EstimateEncodedSize(const Message& message) {

@@ -21,7 +21,9 @@
 //   2. Semantics (the server answers with an error and keeps the connection): enum values in
 //      range (the verifier does not check them), unknown message types (a newer peer's message),
 //      required fields present, names unique in name-keyed lists, typed values consistent with
-//      their type tag, Import data length == rows * dim, batch sizes, Error codes, Hello sizes.
+//      their type tag, Import data length == rows * dim, batch sizes, Error codes, Hello sizes,
+//      index types in range, unique names in a search plan, a segment's field list and the
+//      latency lists of StatsReply.
 //   Checks that need a schema (dims, k, NaN, names that exist) are the engine's, as in embedded
 //   mode, so the same request fails with the same message either way.
 //   Every error is InvalidArgument, with a message naming the place in the frame, e.g.
@@ -147,6 +149,17 @@ struct Search {
   std::string collection;
   std::vector<SearchRequest> requests;
 };
+// Answered by IndexBuildProgress (wire: IndexProgressReply).
+struct BuildIndex {
+  std::string collection;
+  std::string field;  // "" = every ivf_pq field.
+};
+// Answered by IndexBuildProgress (wire: IndexProgressReply).
+struct IndexProgress {
+  std::string collection;
+};
+// Answered by DatabaseStats (wire: StatsReply).
+struct Stats {};
 
 // Replies.
 struct HelloReply {
@@ -174,14 +187,16 @@ struct Error {
 }  // namespace msg
 
 // The alternatives' order is this header's, not the wire's (the wire's union values are fixed in
-// schema/protocol.fbs).
+// schema/protocol.fbs). Replies that are data-model types travel as: WriteResult, CollectionInfo,
+// GetResult, IndexBuildProgress (wire IndexProgressReply), DatabaseStats (wire StatsReply).
 using Message =
     std::variant<msg::Hello, msg::CreateCollection, msg::ListCollections, msg::Describe,
                  msg::DropCollection, msg::Upsert, msg::Import, msg::Get, msg::Delete,
                  msg::Search, msg::HelloReply, msg::Ok, WriteResult, msg::CollectionList,
-                 CollectionInfo, GetResult, msg::SearchResults, msg::Error>;
+                 CollectionInfo, GetResult, msg::SearchResults, msg::Error, msg::BuildIndex,
+                 msg::IndexProgress, IndexBuildProgress, msg::Stats, DatabaseStats>;
 
-// The wire name of the message ("Hello", "Upsert", "WriteResult", ...).
+// The wire name of the message ("Hello", "Upsert", "WriteResult", "IndexProgressReply", ...).
 const char* MessageName(const Message& message);
 
 // True for the messages a client sends (Hello and the operations).

@@ -97,9 +97,9 @@ CollectionSchema CrashSchema() {
   // compared bit for bit.
   s.spaces["clip"] = Space{"clip", kClipDim, Metric::kIp, ""};
   s.spaces["geo"] = Space{"geo", kGeoDim, Metric::kL2, ""};
-  s.fields["image"] = Field{"image", "clip", "image", 1.0f};
-  s.fields["caption"] = Field{"caption", "clip", "text", 1.0f};
-  s.fields["where"] = Field{"where", "geo", "location", 0.5f};
+  s.fields["image"] = Field{"image", "clip", "image", 1.0f, {}};
+  s.fields["caption"] = Field{"caption", "clip", "text", 1.0f, {}};
+  s.fields["where"] = Field{"where", "geo", "location", 0.5f, {}};
   s.attributes["h"] = AttributeType::kInt;
   s.attributes["tag"] = AttributeType::kString;
   return s;

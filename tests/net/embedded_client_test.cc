@@ -1,6 +1,7 @@
 // The embedded client: the Client interface on an in-process engine::Database.
 #include "net/embedded_client.h"
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -20,8 +21,8 @@ CollectionSchema TwoFieldSchema() {
   CollectionSchema s;
   s.name = "docs";
   s.spaces["s"] = Space{"s", 4, Metric::kIp, "toy@1"};
-  s.fields["image"] = Field{"image", "s", "image", 0.75f};
-  s.fields["text"] = Field{"text", "s", "text", 0.25f};
+  s.fields["image"] = Field{"image", "s", "image", 0.75f, {}};
+  s.fields["text"] = Field{"text", "s", "text", 0.25f, {}};
   s.attributes["lang"] = AttributeType::kString;
   return s;
 }
@@ -139,6 +140,101 @@ TEST_F(EmbeddedClientTest, RecordsAndSearch) {
                 "nope");
   EXPECT_STATUS(client_->Upsert("docs", {MakeRecord("x", {1, 2, 3}, {})}),
                 absl::StatusCode::kInvalidArgument, "x");
+}
+
+// Indexes and telemetry are the engine's, unchanged; WaitForIndexes polls until done.
+TEST_F(EmbeddedClientTest, IndexesAndStats) {
+  CollectionSchema schema = TwoFieldSchema();
+  schema.fields["image"].index.type = IndexType::kIvfPq;
+  ASSERT_OK(client_->CreateCollection(schema));
+  ASSERT_OK(client_->Upsert("docs", {MakeRecord("a", {1, 0, 0, 0}, {}),
+                                     MakeRecord("b", {0, 1, 0, 0}, {0, 0, 1, 0})}));
+  ASSERT_OK_AND_ASSIGN(IndexBuildProgress p, client_->IndexProgress("docs"));
+  EXPECT_EQ(p.segments, 0);
+  EXPECT_EQ(p.growing_rows, 2);
+  ASSERT_OK_AND_ASSIGN(p, client_->BuildIndex("docs", ""));
+  EXPECT_EQ(p.segments, 1);
+  EXPECT_EQ(p.building, 1);
+  EXPECT_EQ(p.growing_rows, 0);
+  std::vector<IndexBuildProgress> seen;
+  ASSERT_OK_AND_ASSIGN(p, WaitForIndexes(*client_, "docs", std::chrono::seconds(60),
+                                         std::chrono::milliseconds(1),
+                                         [&](const IndexBuildProgress& x) { seen.push_back(x); }));
+  EXPECT_TRUE(p.done());
+  EXPECT_EQ(p.ready, 1);
+  ASSERT_FALSE(seen.empty());
+  EXPECT_EQ(seen.back().ready, 1);  // the last progress reported is the one returned.
+  for (size_t i = 0; i + 1 < seen.size(); ++i) EXPECT_FALSE(seen[i].done()) << i;
+  EXPECT_STATUS(client_->BuildIndex("docs", "text"), absl::StatusCode::kInvalidArgument, "text");
+  EXPECT_STATUS(client_->IndexProgress("nope"), absl::StatusCode::kNotFound, "nope");
+
+  ASSERT_OK_AND_ASSIGN(DatabaseStats stats, client_->Stats());
+  EXPECT_EQ(stats.collections, 1);
+  EXPECT_EQ(stats.records, 2);
+  ASSERT_EQ(stats.operations.size(), 6u);
+  EXPECT_EQ(stats.operations[2].operation, "upsert");
+  EXPECT_EQ(stats.operations[2].count, 1);
+  EXPECT_TRUE(stats.requests.empty());  // server-only.
+  EXPECT_EQ(stats.connections_accepted, 0);
+  EXPECT_EQ(stats.bytes_received, 0);
+}
+
+// With nothing queued the first poll is the answer, even with no time to wait; errors pass through.
+TEST_F(EmbeddedClientTest, WaitForIndexesPollsAtLeastOnce) {
+  CollectionSchema schema = TwoFieldSchema();
+  schema.fields["image"].index.type = IndexType::kIvfPq;
+  ASSERT_OK(client_->CreateCollection(schema));
+  ASSERT_OK(client_->Upsert("docs", {MakeRecord("a", {1, 0, 0, 0}, {})}));
+  int polls = 0;
+  ASSERT_OK_AND_ASSIGN(IndexBuildProgress p,
+                       WaitForIndexes(*client_, "docs", std::chrono::milliseconds(0),
+                                      std::chrono::milliseconds(1),
+                                      [&](const IndexBuildProgress&) { ++polls; }));
+  EXPECT_EQ(polls, 1);  // one poll at the deadline.
+  EXPECT_TRUE(p.done());  // nothing was queued.
+  EXPECT_EQ(p.growing_rows, 1);
+  EXPECT_STATUS(WaitForIndexes(*client_, "nope", std::chrono::seconds(1)),
+                absl::StatusCode::kNotFound, "nope");
+}
+
+// A Client written before the index and telemetry operations still compiles, and says so.
+TEST(ClientTest, OperationsNotOverriddenAreUnimplemented) {
+  class Minimal final : public Client {
+   public:
+    absl::StatusOr<ServerInfo> Info() override { return ServerInfo{}; }
+    absl::Status CreateCollection(const CollectionSchema&) override { return absl::OkStatus(); }
+    absl::StatusOr<std::vector<std::string>> ListCollections() override {
+      return std::vector<std::string>{};
+    }
+    absl::StatusOr<CollectionInfo> Describe(const std::string&) override {
+      return CollectionInfo{};
+    }
+    absl::Status DropCollection(const std::string&) override { return absl::OkStatus(); }
+    absl::StatusOr<WriteResult> Upsert(const std::string&, std::vector<Record>) override {
+      return WriteResult{};
+    }
+    absl::StatusOr<WriteResult> Import(const ImportRequest&) override { return WriteResult{}; }
+    absl::StatusOr<GetResult> Get(const std::string&, const std::vector<std::string>&,
+                                  bool) override {
+      return GetResult{};
+    }
+    absl::StatusOr<WriteResult> Delete(const std::string&,
+                                       const std::vector<std::string>&) override {
+      return WriteResult{};
+    }
+    absl::StatusOr<std::vector<SearchResponse>> Search(const std::string&,
+                                                       std::vector<SearchRequest>) override {
+      return std::vector<SearchResponse>{};
+    }
+  } minimal;
+  EXPECT_EQ(minimal.BuildIndex("c", "").status(),
+            absl::UnimplementedError("build-index is not supported by this client"));
+  EXPECT_EQ(minimal.IndexProgress("c").status(),
+            absl::UnimplementedError("index-progress is not supported by this client"));
+  EXPECT_EQ(minimal.Stats().status(),
+            absl::UnimplementedError("stats is not supported by this client"));
+  EXPECT_EQ(WaitForIndexes(minimal, "c", std::chrono::seconds(1)).status().code(),
+            absl::StatusCode::kUnimplemented);
 }
 
 TEST_F(EmbeddedClientTest, Import) {

@@ -61,7 +61,8 @@ TEST(ProtocolCodecTest, RequestsAndRepliesAreClassified) {
     const std::string name = MessageName(m);
     const bool reply = name == "HelloReply" || name == "Ok" || name == "WriteResult" ||
                        name == "CollectionList" || name == "CollectionInfo" ||
-                       name == "GetResult" || name == "SearchResults" || name == "Error";
+                       name == "GetResult" || name == "SearchResults" || name == "Error" ||
+                       name == "IndexProgressReply" || name == "StatsReply";
     EXPECT_EQ(IsRequest(m), !reply) << name;
   }
 }
@@ -178,7 +179,8 @@ using testing::RawFrame;
 
 TEST(ProtocolCodecTest, AbsentFieldsMeanTheModelDefaults) {
   // A Search whose request sets only one input vector: every other member takes the defaults of
-  // schema/types.h (k 10, weighted, calibrated, renormalize, exact/explain/with_attributes true).
+  // schema/types.h (k 10, weighted, calibrated, renormalize, exact false, nprobe and refine 0,
+  // explain and with_attributes true).
   std::string body = RawFrame(5, w::Message::Search, [](flatbuffers::FlatBufferBuilder& fbb) {
     auto vec = fbb.CreateVector(std::vector<float>{1, 2});
     w::QueryInputBuilder qi(fbb);
@@ -382,9 +384,15 @@ TEST(ProtocolCodecTest, WireNumberingIsFixed) {
       {w::Message::WriteResult, 13},    {w::Message::CollectionList, 14},
       {w::Message::CollectionInfo, 15}, {w::Message::GetResult, 16},
       {w::Message::SearchResults, 17},  {w::Message::Error, 18},
+      {w::Message::BuildIndex, 19},     {w::Message::IndexProgress, 20},
+      {w::Message::IndexProgressReply, 21}, {w::Message::Stats, 22},
+      {w::Message::StatsReply, 23},
   };
   for (auto [m, v] : messages) EXPECT_EQ(static_cast<int>(m), v) << w::EnumNameMessage(m);
-  EXPECT_EQ(static_cast<int>(w::Message::MAX), 18);
+  EXPECT_EQ(static_cast<int>(w::Message::MAX), 23);
+  EXPECT_EQ(static_cast<int>(w::IndexType::Flat), 0);
+  EXPECT_EQ(static_cast<int>(w::IndexType::IvfPq), 1);
+  EXPECT_EQ(static_cast<int>(w::IndexType::MAX), 1);
   EXPECT_EQ(static_cast<int>(w::Metric::L2), 2);
   EXPECT_EQ(static_cast<int>(w::ValueType::StringList), 4);
   EXPECT_EQ(static_cast<int>(w::Fusion::Max), 2);
@@ -407,6 +415,86 @@ TEST(ProtocolCodecTest, WireNumberingIsFixed) {
   EXPECT_EQ(w::SearchRequest::VT_WITH_ATTRIBUTES, 22);
   EXPECT_EQ(w::HelloReply::VT_ROLE, 16);
   EXPECT_EQ(w::Value::VT_STRING_LIST, 14);
+  // The index and telemetry additions.
+  EXPECT_EQ(w::Field::VT_INDEX, 12);
+  EXPECT_EQ(w::IndexSpec::VT_NBITS, 10);
+  EXPECT_EQ(w::SearchRequest::VT_EXACT, 18);
+  EXPECT_EQ(w::SearchRequest::VT_NPROBE, 24);
+  EXPECT_EQ(w::SearchRequest::VT_REFINE, 26);
+  EXPECT_EQ(w::SearchResponse::VT_EXACT, 8);
+  EXPECT_EQ(w::SearchResponse::VT_PLAN, 10);
+  EXPECT_EQ(w::FieldPlan::VT_CANDIDATES, 14);
+  EXPECT_EQ(w::CollectionInfo::VT_SEGMENT_LIST, 18);
+  EXPECT_EQ(w::SegmentInfo::VT_FIELDS, 12);
+  EXPECT_EQ(w::SegmentFieldIndex::VT_BYTES_PER_VECTOR, 18);
+  EXPECT_EQ(w::BuildIndex::VT_FIELD, 6);
+  EXPECT_EQ(w::IndexProgressReply::VT_GROWING_ROWS, 12);
+  EXPECT_EQ(w::LatencyStats::VT_MAX_US, 18);
+  EXPECT_EQ(w::StatsReply::VT_REQUESTS, 16);
+  EXPECT_EQ(w::StatsReply::VT_BYTES_SENT, 26);
+}
+
+// `exact` changed its default from true to false when the indexes came (before any release:
+// docs/PROTOCOL.md "Versioning"), so that an absent field means what it means in C++ and JSON.
+TEST(ProtocolCodecTest, ExactDefaultsAgreeWithTheDataModel) {
+  // (A request without the member decodes as SearchRequest{}: AbsentFieldsMeanTheModelDefaults.)
+  EXPECT_FALSE(SearchRequest{}.exact);
+  // A response without the member: exhaustive, as SearchResponse{} says.
+  EXPECT_TRUE(SearchResponse{}.exact);
+  std::string body = RawFrame(9, w::Message::SearchResults, [](flatbuffers::FlatBufferBuilder& fbb) {
+    w::SearchResponseBuilder rb(fbb);
+    rb.add_took_us(5);
+    auto response = rb.Finish();
+    auto responses =
+        fbb.CreateVector(std::vector<flatbuffers::Offset<w::SearchResponse>>{response});
+    w::SearchResultsBuilder b(fbb);
+    b.add_responses(responses);
+    return b.Finish().Union();
+  });
+  ASSERT_OK_AND_ASSIGN(Frame frame, DecodeFrame(body));
+  const auto& results = std::get<msg::SearchResults>(frame.message);
+  ASSERT_EQ(results.responses.size(), 1u);
+  EXPECT_TRUE(results.responses[0].exact);
+  EXPECT_TRUE(results.responses[0].plan.empty());
+  // Both values of `exact` survive a round trip in both directions (one of them is the
+  // default and travels as an absent field).
+  for (bool exact : {false, true}) {
+    SearchRequest r;
+    r.exact = exact;
+    QueryInput in;
+    in.vector = {1};
+    r.inputs.push_back(in);
+    ASSERT_OK_AND_ASSIGN(std::string enc, EncodeFrame(1, msg::Search{"c", {r}}));
+    ASSERT_OK_AND_ASSIGN(Frame f, DecodeFrame(enc));
+    EXPECT_EQ(std::get<msg::Search>(f.message).requests.at(0).exact, exact);
+    SearchResponse response;
+    response.exact = exact;
+    ASSERT_OK_AND_ASSIGN(enc, EncodeFrame(1, msg::SearchResults{{response}}));
+    ASSERT_OK_AND_ASSIGN(f, DecodeFrame(enc));
+    EXPECT_EQ(std::get<msg::SearchResults>(f.message).responses.at(0).exact, exact);
+  }
+}
+
+// A schema without index specs encodes exactly as before the indexes (no IndexSpec table), and
+// a field without one decodes as flat.
+TEST(ProtocolCodecTest, FlatFieldsCarryNoIndexSpec) {
+  CollectionSchema schema = testing::SampleSchema();
+  for (auto& [name, field] : schema.fields) field.index = IndexSpec{};
+  ASSERT_OK_AND_ASSIGN(std::string body, EncodeFrame(1, msg::CreateCollection{schema}));
+  const auto* frame = flatbuffers::GetRoot<w::Frame>(body.data());
+  for (const w::Field* f : *frame->body_as_CreateCollection()->schema()->fields()) {
+    EXPECT_EQ(f->index(), nullptr) << f->name()->str();
+  }
+  ASSERT_OK_AND_ASSIGN(Frame decoded, DecodeFrame(body));
+  for (const auto& [name, field] : std::get<msg::CreateCollection>(decoded.message).schema.fields) {
+    EXPECT_EQ(field.index, IndexSpec{}) << name;
+  }
+  // An indexed field carries its spec, parameters included.
+  schema = testing::SampleSchema();
+  ASSERT_OK_AND_ASSIGN(body, EncodeFrame(1, msg::CreateCollection{schema}));
+  ASSERT_OK_AND_ASSIGN(decoded, DecodeFrame(body));
+  EXPECT_EQ(std::get<msg::CreateCollection>(decoded.message).schema.fields.at("image").index,
+            (IndexSpec{IndexType::kIvfPq, 16, 2, 4}));
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <bit>
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -107,7 +108,8 @@ inline std::string Canon(const CollectionSchema& s) {
   absl::StrAppend(&out, "},fields{");
   for (const auto& [k, f] : s.fields) {
     absl::StrAppend(&out, Q(k), "=", Q(f.name), ",", Q(f.space), ",", Q(f.modality), ",",
-                    Bits(f.weight), ";");
+                    Bits(f.weight), ",index{", static_cast<int>(f.index.type), ",", f.index.nlist,
+                    ",", f.index.m, ",", f.index.nbits, "};");
   }
   absl::StrAppend(&out, "},attributes{");
   for (const auto& [k, t] : s.attributes) absl::StrAppend(&out, Q(k), "=", AttributeTypeName(t), ";");
@@ -128,7 +130,8 @@ inline std::string Canon(const SearchRequest& r) {
     absl::StrAppend(&out, "]}");
   }
   absl::StrAppend(&out, "],has", Canon(r.filter.has_fields), ",exact=", r.exact,
-                  ",explain=", r.explain, ",with_attributes=", r.with_attributes, "}");
+                  ",nprobe=", r.nprobe, ",refine=", r.refine, ",explain=", r.explain,
+                  ",with_attributes=", r.with_attributes, "}");
   return out;
 }
 inline std::string Canon(const SearchResponse& r) {
@@ -141,6 +144,11 @@ inline std::string Canon(const SearchResponse& r) {
     }
     absl::StrAppend(&out, "},", Canon(h.attributes), ",", Canon(h.provenance), "}\n");
   }
+  absl::StrAppend(&out, "],exact=", r.exact, ",plan[");
+  for (const FieldPlan& p : r.plan) {
+    absl::StrAppend(&out, "{", Q(p.field), ",", Q(p.index), ",", p.nprobe, ",",
+                    p.indexed_segments, ",", p.scanned_rows, ",", p.candidates, "}");
+  }
   return out + "]}";
 }
 inline std::string Canon(const CollectionInfo& i) {
@@ -152,7 +160,35 @@ inline std::string Canon(const CollectionInfo& i) {
     absl::StrAppend(&out, "{", Q(c.modality), ",", Q(c.field), ",", c.samples, ",", c.at_vectors,
                     ",", Bits(c.mean), ",", Bits(c.stddev), ",", Bits(c.top1_mean), "}");
   }
+  absl::StrAppend(&out, "],segments[");
+  for (const SegmentInfo& si : i.segment_list) {
+    absl::StrAppend(&out, "{", si.id, ",", Q(si.state), ",", si.rows, ",", si.live, ",[");
+    for (const SegmentFieldIndex& f : si.fields) {
+      absl::StrAppend(&out, "{", Q(f.field), ",", Q(f.index), ",", Q(f.state), ",", f.vectors, ",",
+                      f.nlist, ",", f.m, ",", f.nbits, ",", Bits(f.bytes_per_vector), "}");
+    }
+    absl::StrAppend(&out, "]}");
+  }
   return out + "]}";
+}
+inline std::string Canon(const IndexBuildProgress& p) {
+  return absl::StrCat("progress{", p.segments, ",", p.ready, ",", p.building, ",", p.failed, ",",
+                      p.growing_rows, "}");
+}
+inline std::string Canon(const std::vector<LatencyStats>& list) {
+  std::string out = "[";
+  for (const LatencyStats& l : list) {
+    absl::StrAppend(&out, "{", Q(l.operation), ",", l.count, ",", l.errors, ",", Bits(l.mean_us),
+                    ",", Bits(l.p50_us), ",", Bits(l.p90_us), ",", Bits(l.p99_us), ",",
+                    Bits(l.max_us), "}");
+  }
+  return out + "]";
+}
+inline std::string Canon(const DatabaseStats& s) {
+  return absl::StrCat("stats{", Bits(s.uptime_s), ",", s.collections, ",", s.records, ",",
+                      Canon(s.operations), ",", s.commit_batches, ",", s.commit_groups, ",",
+                      Canon(s.requests), ",", s.connections_open, ",", s.connections_accepted,
+                      ",", s.connections_refused, ",", s.bytes_received, ",", s.bytes_sent, "}");
 }
 inline std::string Canon(const WriteResult& r) {
   return absl::StrCat("write{", r.written, ",", r.created, ",", r.not_found, "}");
@@ -216,6 +252,15 @@ inline std::string Canon(const Message& m) {
     std::string operator()(const msg::Error& x) {
       return absl::StrCat("Error{", static_cast<int>(x.code), ",", Q(x.message), "}");
     }
+    std::string operator()(const msg::BuildIndex& x) {
+      return absl::StrCat("BuildIndex{", Q(x.collection), ",", Q(x.field), "}");
+    }
+    std::string operator()(const msg::IndexProgress& x) {
+      return absl::StrCat("IndexProgress{", Q(x.collection), "}");
+    }
+    std::string operator()(const IndexBuildProgress& x) { return Canon(x); }
+    std::string operator()(const msg::Stats&) { return "Stats{}"; }
+    std::string operator()(const DatabaseStats& x) { return Canon(x); }
   };
   return std::visit(Visitor{}, m);
 }
@@ -268,9 +313,10 @@ inline CollectionSchema SampleSchema() {
   s.spaces["clip"] = Space{"clip", 4, Metric::kCosine, "tinyclip@laion"};
   s.spaces["raw"] = Space{"raw", 3, Metric::kIp, ""};
   s.spaces["geo"] = Space{"geo", 2, Metric::kL2, "latlon@1"};
-  s.fields["image"] = Field{"image", "clip", "image", 0.75f};
-  s.fields["caption"] = Field{"caption", "clip", "text", 1.0f};
-  s.fields["where"] = Field{"where", "geo", "location", 0.0f};
+  s.fields["image"] = Field{"image", "clip", "image", 0.75f, {}};
+  s.fields["image"].index = IndexSpec{IndexType::kIvfPq, 16, 2, 4};
+  s.fields["caption"] = Field{"caption", "clip", "text", 1.0f, {}};
+  s.fields["where"] = Field{"where", "geo", "location", 0.0f, {}};
   s.attributes["lang"] = AttributeType::kString;
   s.attributes["year"] = AttributeType::kInt;
   s.attributes["score"] = AttributeType::kFloat;
@@ -363,7 +409,9 @@ inline SearchRequest SampleSearchRequest() {
       pred(T::kProvenance, "collected_at", FilterOp::kGte, {std::string("2025-01-01T00:00:00Z")}),
   };
   r.filter.has_fields = {"image", "where"};
-  r.exact = false;
+  r.exact = true;  // not the default.
+  r.nprobe = 12;
+  r.refine = 345;
   r.explain = false;
   r.with_attributes = false;
   return r;
@@ -385,6 +433,9 @@ inline SearchResponse SampleSearchResponse() {
   b.id = "p3";
   b.score = -0.5f;
   r.results.push_back(b);
+  r.exact = false;
+  r.plan.push_back(FieldPlan{"image", "ivf_pq", 8, 3, 2048, 73});
+  r.plan.push_back(FieldPlan{"caption", "flat", 0, 0, 5000, 40});
   return r;
 }
 
@@ -398,7 +449,43 @@ inline CollectionInfo SampleCollectionInfo() {
   info.kernel_backend = "avx2";
   info.calibration.push_back(CalibrationStats{"text", "image", 1048576, 1000, 0.18, 0.03, 0.31});
   info.calibration.push_back(CalibrationStats{"image", "caption", 5, 2, -1e-300, 0, 1e300});
+  SegmentInfo ready;
+  ready.id = 1;
+  ready.state = "ready";
+  ready.rows = 1200;
+  ready.live = 1190;
+  ready.fields.push_back(SegmentFieldIndex{"image", "ivf_pq", "ready", 1190, 139, 2, 4, 9.75});
+  ready.fields.push_back(SegmentFieldIndex{"where", "flat", "ready", 0, 0, 0, 0, 0});
+  SegmentInfo failed;
+  failed.id = 7;
+  failed.state = "failed";
+  failed.rows = 3;
+  failed.live = 3;
+  failed.fields.push_back(
+      SegmentFieldIndex{"image", "ivf_pq", "failed: k-means: out of \xE2\x9C\x93", 0, 0, 0, 0, 0});
+  SegmentInfo growing;
+  growing.state = "growing";
+  growing.rows = 42;
+  info.segment_list = {ready, failed, growing};
   return info;
+}
+
+inline DatabaseStats SampleStats() {
+  DatabaseStats s;
+  s.uptime_s = 3600.25;
+  s.collections = 2;
+  s.records = 1000000;
+  s.operations.push_back(LatencyStats{"search", 100, 2, 812.5, 700, 950, 1500.125, 2000});
+  s.operations.push_back(LatencyStats{"upsert", 0, 0, 0, 0, 0, 0, 0});
+  s.commit_batches = 40;
+  s.commit_groups = 11;
+  s.requests.push_back(LatencyStats{"request.search", 100, 0, 850, 720, 1000, 1600, 2100.5});
+  s.connections_open = 3;
+  s.connections_accepted = 17;
+  s.connections_refused = 1;
+  s.bytes_received = 123456789012;
+  s.bytes_sent = 987654321;
+  return s;
 }
 
 // One sample of every message type (Import's data lives in `import_data`, which must outlive
@@ -449,6 +536,14 @@ inline std::vector<Message> AllSampleMessages(const std::vector<float>& import_d
   out.push_back(msg::SearchResults{});
   out.push_back(msg::Error{absl::StatusCode::kNotFound, "collection \"x\" not found"});
   out.push_back(msg::Error{absl::StatusCode::kInvalidArgument, ""});
+  out.push_back(msg::BuildIndex{"photos", "image"});
+  out.push_back(msg::BuildIndex{"photos", ""});
+  out.push_back(msg::IndexProgress{"photos"});
+  out.push_back(IndexBuildProgress{5, 3, 1, 1, 1234567890123});
+  out.push_back(IndexBuildProgress{});
+  out.push_back(msg::Stats{});
+  out.push_back(SampleStats());
+  out.push_back(DatabaseStats{});
   return out;
 }
 

@@ -216,7 +216,7 @@ TEST(ProtocolVerifyTest, FrameWithoutMessageIsMalformed) {
 
 TEST(ProtocolVerifyTest, UnknownMessageTypeIsASemanticError) {
   // A newer peer's message: answered, connection kept.
-  for (int type : {19, 99, 255}) {
+  for (int type : {24, 99, 255}) {
     std::string body = RawFrame(77, static_cast<w::Message>(type), [](fb::FlatBufferBuilder& fbb) {
       w::OkBuilder b(fbb);
       return b.Finish().Union();
@@ -663,6 +663,220 @@ TEST(ProtocolVerifyTest, HelloSizes) {
   hello.token.pop_back();
   hello.client.push_back('c');
   ExpectSemantic(Valid(hello, 1), "Hello.client: 257 bytes; at most 256", 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Indexes and telemetry (BuildIndex, IndexProgress, Stats and their replies; index specs, search
+// plans and segment lists)
+// ---------------------------------------------------------------------------------------------
+
+namespace telemetry_cases {
+
+std::string CreateWithIndexType(w::IndexType type) {
+  return RawFrame(13, w::Message::CreateCollection, [&](fb::FlatBufferBuilder& fbb) {
+    auto sname = fbb.CreateString("s");
+    w::SpaceBuilder spb(fbb);
+    spb.add_name(sname);
+    spb.add_dim(4);
+    auto space = spb.Finish();
+    w::IndexSpecBuilder ib(fbb);
+    ib.add_type(type);
+    ib.add_nlist(8);
+    auto index = ib.Finish();
+    auto fname = fbb.CreateString("f");
+    auto fspace = fbb.CreateString("s");
+    auto fmod = fbb.CreateString("image");
+    w::FieldBuilder fb(fbb);
+    fb.add_name(fname);
+    fb.add_space(fspace);
+    fb.add_modality(fmod);
+    fb.add_index(index);
+    auto field = fb.Finish();
+    auto spaces = fbb.CreateVector(std::vector<fb::Offset<w::Space>>{space});
+    auto fields = fbb.CreateVector(std::vector<fb::Offset<w::Field>>{field});
+    auto name = fbb.CreateString("c");
+    w::CollectionSchemaBuilder sb(fbb);
+    sb.add_name(name);
+    sb.add_spaces(spaces);
+    sb.add_fields(fields);
+    auto schema = sb.Finish();
+    w::CreateCollectionBuilder cb(fbb);
+    cb.add_schema(schema);
+    return cb.Finish().Union();
+  });
+}
+
+// A SearchResults with one response whose plan has entries for `fields` (nullptr = no field).
+std::string ResultsWithPlan(const std::vector<const char*>& fields) {
+  return RawFrame(14, w::Message::SearchResults, [&](fb::FlatBufferBuilder& fbb) {
+    std::vector<fb::Offset<w::FieldPlan>> plan;
+    for (const char* f : fields) {
+      fb::Offset<fb::String> name;
+      if (f != nullptr) name = fbb.CreateString(f);
+      auto ix = fbb.CreateString("ivf_pq");
+      w::FieldPlanBuilder b(fbb);
+      if (f != nullptr) b.add_field(name);
+      b.add_index(ix);
+      b.add_candidates(40);
+      plan.push_back(b.Finish());
+    }
+    auto plan_v = fbb.CreateVector(plan);
+    w::SearchResponseBuilder rb(fbb);
+    rb.add_exact(false);
+    rb.add_plan(plan_v);
+    auto response = rb.Finish();
+    auto responses = fbb.CreateVector(std::vector<fb::Offset<w::SearchResponse>>{response});
+    w::SearchResultsBuilder b(fbb);
+    b.add_responses(responses);
+    return b.Finish().Union();
+  });
+}
+
+// A CollectionInfo whose one segment lists indexes of `fields` (nullptr = no field name).
+std::string InfoWithSegmentFields(const std::vector<const char*>& fields) {
+  return RawFrame(15, w::Message::CollectionInfo, [&](fb::FlatBufferBuilder& fbb) {
+    auto schema = OneSpaceSchema(fbb, w::Metric::Ip, w::ValueType::Int);
+    std::vector<fb::Offset<w::SegmentFieldIndex>> indexes;
+    for (const char* f : fields) {
+      fb::Offset<fb::String> name;
+      if (f != nullptr) name = fbb.CreateString(f);
+      w::SegmentFieldIndexBuilder b(fbb);
+      if (f != nullptr) b.add_field(name);
+      b.add_vectors(3);
+      indexes.push_back(b.Finish());
+    }
+    auto indexes_v = fbb.CreateVector(indexes);
+    auto state = fbb.CreateString("ready");
+    w::SegmentInfoBuilder sb(fbb);
+    sb.add_id(1);
+    sb.add_state(state);
+    sb.add_fields(indexes_v);
+    auto segment = sb.Finish();
+    auto segments = fbb.CreateVector(std::vector<fb::Offset<w::SegmentInfo>>{segment});
+    w::CollectionInfoBuilder b(fbb);
+    b.add_schema(schema);
+    b.add_segment_list(segments);
+    return b.Finish().Union();
+  });
+}
+
+// A StatsReply whose `requests` list has the given operation names (nullptr = none given).
+std::string StatsWithRequests(const std::vector<const char*>& operations) {
+  return RawFrame(16, w::Message::StatsReply, [&](fb::FlatBufferBuilder& fbb) {
+    std::vector<fb::Offset<w::LatencyStats>> list;
+    for (const char* op : operations) {
+      fb::Offset<fb::String> name;
+      if (op != nullptr) name = fbb.CreateString(op);
+      w::LatencyStatsBuilder b(fbb);
+      if (op != nullptr) b.add_operation(name);
+      b.add_count(1);
+      list.push_back(b.Finish());
+    }
+    auto list_v = fbb.CreateVector(list);
+    w::StatsReplyBuilder b(fbb);
+    b.add_requests(list_v);
+    return b.Finish().Union();
+  });
+}
+
+}  // namespace telemetry_cases
+
+TEST(ProtocolVerifyTest, IndexTypeOutOfRange) {
+  using telemetry_cases::CreateWithIndexType;
+  ASSERT_OK_AND_ASSIGN(Frame ok, DecodeFrame(CreateWithIndexType(w::IndexType::IvfPq)));
+  const Field& f = std::get<msg::CreateCollection>(ok.message).schema.fields.at("f");
+  EXPECT_EQ(f.index, (IndexSpec{IndexType::kIvfPq, 8, 0, 0}));
+  ExpectSemantic(CreateWithIndexType(static_cast<w::IndexType>(2)),
+                 "CreateCollection.schema.fields[0].index.type: unknown value 2 (valid: 0 .. 1)",
+                 13);
+  ExpectSemantic(CreateWithIndexType(static_cast<w::IndexType>(255)),
+                 "CreateCollection.schema.fields[0].index.type: unknown value 255 (valid: 0 .. 1)",
+                 13);
+}
+
+TEST(ProtocolVerifyTest, IndexAndStatsRequiredFields) {
+  std::string body = RawFrame(17, w::Message::BuildIndex, [](fb::FlatBufferBuilder& fbb) {
+    auto f = fbb.CreateString("image");
+    w::BuildIndexBuilder b(fbb);
+    b.add_field(f);
+    return b.Finish().Union();
+  });
+  ExpectSemantic(body, "BuildIndex.collection: missing", 17);
+  // The field is optional: absent = every ivf_pq field.
+  body = RawFrame(17, w::Message::BuildIndex, [](fb::FlatBufferBuilder& fbb) {
+    auto c = fbb.CreateString("photos");
+    w::BuildIndexBuilder b(fbb);
+    b.add_collection(c);
+    return b.Finish().Union();
+  });
+  ASSERT_OK_AND_ASSIGN(Frame build, DecodeFrame(body));
+  EXPECT_EQ(Canon(build.message), Canon(msg::BuildIndex{"photos", ""}));
+  body = RawFrame(18, w::Message::IndexProgress, [](fb::FlatBufferBuilder& fbb) {
+    w::IndexProgressBuilder b(fbb);
+    return b.Finish().Union();
+  });
+  ExpectSemantic(body, "IndexProgress.collection: missing", 18);
+  // Replies: names in plans, segment lists and latency lists are required.
+  ExpectSemantic(telemetry_cases::ResultsWithPlan({"image", nullptr}),
+                 "SearchResults.responses[0].plan[1].field: missing", 14);
+  ExpectSemantic(telemetry_cases::InfoWithSegmentFields({nullptr}),
+                 "CollectionInfo.segment_list[0].fields[0].field: missing", 15);
+  ExpectSemantic(telemetry_cases::StatsWithRequests({"request.search", nullptr}),
+                 "StatsReply.requests[1].operation: missing", 16);
+  // Empty messages and replies decode to the defaults.
+  body = RawFrame(19, w::Message::Stats, [](fb::FlatBufferBuilder& fbb) {
+    w::StatsBuilder b(fbb);
+    return b.Finish().Union();
+  });
+  ASSERT_OK_AND_ASSIGN(Frame stats, DecodeFrame(body));
+  EXPECT_TRUE(std::holds_alternative<msg::Stats>(stats.message));
+  body = RawFrame(20, w::Message::IndexProgressReply, [](fb::FlatBufferBuilder& fbb) {
+    w::IndexProgressReplyBuilder b(fbb);
+    b.add_building(2);
+    return b.Finish().Union();
+  });
+  ASSERT_OK_AND_ASSIGN(Frame progress, DecodeFrame(body));
+  EXPECT_EQ(Canon(progress.message), Canon(IndexBuildProgress{0, 0, 2, 0, 0}));
+  body = RawFrame(21, w::Message::StatsReply, [](fb::FlatBufferBuilder& fbb) {
+    w::StatsReplyBuilder b(fbb);
+    return b.Finish().Union();
+  });
+  ASSERT_OK_AND_ASSIGN(Frame empty_stats, DecodeFrame(body));
+  EXPECT_EQ(Canon(empty_stats.message), Canon(DatabaseStats{}));
+}
+
+TEST(ProtocolVerifyTest, IndexAndStatsDuplicateNames) {
+  EXPECT_TRUE(DecodeFrame(telemetry_cases::ResultsWithPlan({"image", "caption"})).ok());
+  ExpectSemantic(telemetry_cases::ResultsWithPlan({"image", "caption", "image"}),
+                 "SearchResults.responses[0].plan[2].field: duplicate field \"image\"", 14);
+  EXPECT_TRUE(DecodeFrame(telemetry_cases::InfoWithSegmentFields({"a", "b"})).ok());
+  ExpectSemantic(telemetry_cases::InfoWithSegmentFields({"a", "a"}),
+                 "CollectionInfo.segment_list[0].fields[1].field: duplicate field \"a\"", 15);
+  EXPECT_TRUE(DecodeFrame(telemetry_cases::StatsWithRequests({"request.get", "request.search"}))
+                  .ok());
+  ExpectSemantic(telemetry_cases::StatsWithRequests({"request.get", "request.get"}),
+                 "StatsReply.requests[1].operation: duplicate operation \"request.get\"", 16);
+}
+
+// Shared tables cannot inflate a latency list: a StatsReply whose 200000 entries all point at
+// one LatencyStats table (with a long name) stops at the second entry, a duplicate, before
+// decoding the rest; the decode budget would stop it otherwise.
+TEST(ProtocolVerifyTest, SharedLatencyEntriesStopAtTheFirstDuplicate) {
+  const std::string body = RawFrame(22, w::Message::StatsReply, [](fb::FlatBufferBuilder& fbb) {
+    auto name = fbb.CreateString(std::string(400, 'x'));
+    w::LatencyStatsBuilder lb(fbb);
+    lb.add_operation(name);
+    auto one = lb.Finish();
+    std::vector<fb::Offset<w::LatencyStats>> list(200000, one);
+    auto list_v = fbb.CreateVector(list);
+    w::StatsReplyBuilder b(fbb);
+    b.add_operations(list_v);
+    return b.Finish().Union();
+  });
+  ExpectSemantic(body,
+                 absl::StrCat("StatsReply.operations[1].operation: duplicate operation \"",
+                              std::string(400, 'x'), "\""),
+                 22);
 }
 
 }  // namespace

@@ -62,6 +62,14 @@ class SlowDescribeClient final : public Client {
                                                      std::vector<SearchRequest> r) override {
     return inner_->Search(c, std::move(r));
   }
+  absl::StatusOr<IndexBuildProgress> BuildIndex(const std::string& c,
+                                                const std::string& f) override {
+    return inner_->BuildIndex(c, f);
+  }
+  absl::StatusOr<IndexBuildProgress> IndexProgress(const std::string& c) override {
+    return inner_->IndexProgress(c);
+  }
+  absl::StatusOr<DatabaseStats> Stats() override { return inner_->Stats(); }
 
  private:
   Client* inner_;
@@ -143,7 +151,7 @@ TEST_F(RemoteClientTest, LargeImportAndVectorsTravelExactly) {
   CollectionSchema schema;
   schema.name = "big";
   schema.spaces["s"] = Space{"s", 256, Metric::kIp, ""};
-  schema.fields["f"] = Field{"f", "s", "image", 1.0f};
+  schema.fields["f"] = Field{"f", "s", "image", 1.0f, {}};
   ASSERT_OK(remote->CreateCollection(schema));
   const size_t rows = 4096, dim = 256;  // a 4 MiB frame.
   std::vector<float> data = rosetta::testing::RandomVectors(rows, dim, 5);

@@ -230,7 +230,7 @@ Message RequestFor(Operation op, const std::string& collection, std::vector<floa
       CollectionSchema s;
       s.name = collection;
       s.spaces["s"] = Space{"s", 2, Metric::kIp, ""};
-      s.fields["f"] = Field{"f", "s", "text", 1.0f};
+      s.fields["f"] = Field{"f", "s", "text", 1.0f, {}};
       return msg::CreateCollection{s};
     }
     case Operation::kDropCollection:

@@ -261,6 +261,13 @@ class ThrowingClient final : public Client {
                                                      std::vector<SearchRequest>) override {
     return std::vector<SearchResponse>{};
   }
+  absl::StatusOr<IndexBuildProgress> BuildIndex(const std::string&, const std::string&) override {
+    throw std::runtime_error("build");
+  }
+  absl::StatusOr<IndexBuildProgress> IndexProgress(const std::string&) override {
+    return IndexBuildProgress{};
+  }
+  absl::StatusOr<DatabaseStats> Stats() override { throw std::bad_alloc(); }
 };
 
 TEST_F(ServiceSessionTest, ExceptionsAreContained) {

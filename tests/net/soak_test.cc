@@ -68,8 +68,8 @@ CollectionSchema SoakSchema() {
   s.name = "soak";
   s.spaces["s"] = Space{"s", kDim, Metric::kL2, ""};
   s.spaces["u"] = Space{"u", kTagDim, Metric::kIp, ""};
-  s.fields["a"] = Field{"a", "s", "image", 1.0f};
-  s.fields["b"] = Field{"b", "u", "text", 1.0f};
+  s.fields["a"] = Field{"a", "s", "image", 1.0f, {}};
+  s.fields["b"] = Field{"b", "u", "text", 1.0f, {}};
   s.attributes["owner"] = AttributeType::kInt;
   s.attributes["version"] = AttributeType::kInt;
   return s;
@@ -781,15 +781,15 @@ TEST_F(CorpusTest, InvalidRequestsAreAnsweredAndTheConnectionKept) {
     ASSERT_TRUE(c->SendFrame(Encode(100, k.request)));
     ExpectError(*c, k.want, 100, false);
   }
-  // A message type from a newer protocol (union value 19): answered, kept.
+  // A message type from a newer protocol (union value 24): answered, kept.
   ASSERT_TRUE(c->SendFrame(testing::RawFrame(
-      101, static_cast<wire::Message>(19), [](flatbuffers::FlatBufferBuilder& fbb) {
+      101, static_cast<wire::Message>(24), [](flatbuffers::FlatBufferBuilder& fbb) {
         wire::OkBuilder b(fbb);
         return b.Finish().Union();
       })));
   ExpectError(*c,
               absl::InvalidArgumentError(
-                  "unknown message type 19 (this peer speaks protocol version 1)"),
+                  "unknown message type 24 (this peer speaks protocol version 1)"),
               101, false);
   // Empty batches are valid and write nothing.
   ASSERT_TRUE(c->SendFrame(Encode(102, msg::Upsert{"soak", {}})));
