@@ -28,7 +28,8 @@ using J = nlohmann::json;
 
 const std::vector<std::string> kCommands = {
     "create-collection", "list-collections", "describe", "drop-collection", "upsert",
-    "import",            "get",              "delete",   "search",          "eval"};
+    "import",            "get",              "delete",   "search",          "build-index",
+    "eval",              "stats"};
 
 // A 4-d ip space with two fields and a 2-d l2 space with one.
 constexpr char kSchema[] = R"({"name": "docs",

@@ -33,8 +33,8 @@ using OJson = nlohmann::ordered_json;
 
 const std::set<std::string>& Directives() {
   static const std::set<std::string> d = {"case",          "command",       "stdin",
-                                          "write-file",    "expect-exit",   "expect-stdout",
-                                          "expect-stderr"};
+                                          "write-file",    "write-fvecs",   "expect-exit",
+                                          "expect-stdout", "expect-stderr"};
   return d;
 }
 
@@ -58,6 +58,7 @@ struct Block {
   std::string command;
   std::optional<std::string> stdin_text;
   std::vector<std::pair<std::string, std::string>> files;  // write-file: name -> content.
+  std::vector<std::string> fvecs;  // write-fvecs: "NAME ROWS DIM SEED".
   std::optional<int> expect_exit;
   std::optional<std::string> expect_stdout;  // lines joined with '\n', no trailing newline.
   std::optional<std::string> expect_stderr;
@@ -122,6 +123,8 @@ std::vector<Block> ParseGoldenFile(const std::string& path) {
       } else if (name == "stdin" || name == "write-file" || name == "expect-stdout") {
         section = name;
         section_arg = value;
+      } else if (name == "write-fvecs") {
+        b.fvecs.push_back(value);
       } else if (name == "expect-exit") {
         b.expect_exit = std::atoi(value.c_str());
       } else if (name == "expect-stderr") {
@@ -164,6 +167,40 @@ std::vector<std::string> SplitCommand(const std::string& s) {
   }
   if (in_arg) args.push_back(cur);
   return args;
+}
+
+// write-fvecs: ROWS x DIM float32 vectors in .fvecs format, clustered (16 centres in [-1, 1]^DIM,
+// each row a centre plus noise of +-0.05 per component), from a fixed integer generator so that
+// every machine writes the same bytes for the same SEED. Big enough data sets for an index
+// (1000+ vectors) cannot be written out in a golden file.
+bool WriteFvecs(const std::string& path, const std::string& spec, std::string* error) {
+  std::istringstream in(spec);
+  std::string name;
+  int64_t rows = 0, dim = 0;
+  uint64_t seed = 0;
+  if (!(in >> name >> rows >> dim >> seed) || rows < 1 || dim < 1 || rows * dim > (1 << 24)) {
+    *error = "write-fvecs: expected NAME ROWS DIM SEED, got \"" + spec + "\"";
+    return false;
+  }
+  uint64_t state = seed * 0x9E3779B97F4A7C15ULL + 1;
+  auto uniform = [&state]() {  // [-1, 1), from the top 24 bits of a 64-bit LCG.
+    state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return static_cast<float>(static_cast<double>(state >> 40) / 8388608.0 - 1.0);
+  };
+  constexpr int kCentres = 16;
+  std::vector<float> centres(static_cast<size_t>(kCentres * dim));
+  for (float& c : centres) c = uniform();
+  std::ofstream f(path, std::ios::binary);
+  const int32_t d = static_cast<int32_t>(dim);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* centre = &centres[static_cast<size_t>((r % kCentres) * dim)];
+    f.write(reinterpret_cast<const char*>(&d), 4);
+    for (int64_t j = 0; j < dim; ++j) {
+      const float v = centre[j] + 0.05f * uniform();
+      f.write(reinterpret_cast<const char*>(&v), 4);
+    }
+  }
+  return static_cast<bool>(f);
 }
 
 void ReplaceAll(std::string& s, const std::string& from, const std::string& to) {
@@ -263,6 +300,26 @@ bool JsonNear(const OJson& a, const OJson& b, const std::string& path, std::stri
   return true;
 }
 
+// JSON Lines (build-index --wait --json prints one object per poll): every line one JSON
+// document. Returns the lines masked and compact, with consecutive identical lines collapsed
+// into one, since how many polls see the same state depends on timing; std::nullopt when the
+// text is not JSON Lines (or is a single line, a plain JSON document).
+std::optional<std::string> NormalizedJsonLines(const std::string& out) {
+  std::istringstream in(out);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) {
+    std::optional<OJson> j = ParseJsonDoc(line);
+    if (!j || !j->is_object()) return std::nullopt;
+    MaskJson(*j);
+    std::string compact = j->dump(-1, ' ', false, OJson::error_handler_t::replace);
+    if (lines.empty() || lines.back() != compact) lines.push_back(std::move(compact));
+  }
+  if (lines.size() < 2 && std::count(out.begin(), out.end(), '\n') < 2) return std::nullopt;
+  std::string s;
+  for (const std::string& l : lines) s += (s.empty() ? "" : "\n") + l;
+  return s;
+}
+
 // The stdout of a run as it is written into a golden file: masked, JSON re-indented.
 std::string NormalizedStdout(const std::string& out) {
   if (out.empty()) return "";
@@ -270,6 +327,7 @@ std::string NormalizedStdout(const std::string& out) {
     MaskJson(*j);
     return j->dump(2, ' ', false, OJson::error_handler_t::replace);
   }
+  if (std::optional<std::string> lines = NormalizedJsonLines(out)) return *lines;
   std::string s = MaskText(out);
   if (!s.empty() && s.back() == '\n') s.pop_back();
   return s;
@@ -368,6 +426,11 @@ TEST_P(GoldenTest, Matches) {
     for (const auto& [name, content] : b.files) {
       std::ofstream(tmp.path() / name, std::ios::binary) << content;
     }
+    for (const std::string& spec : b.fvecs) {
+      std::string error;
+      const std::string name = spec.substr(0, spec.find(' '));
+      ASSERT_TRUE(WriteFvecs((tmp.path() / name).string(), spec, &error)) << error;
+    }
     std::vector<std::string> args = SplitCommand(b.command);
     bool has_target = false;
     bool embedded_only = false;
@@ -393,11 +456,20 @@ TEST_P(GoldenTest, Matches) {
     if (run.exit_code == 0) {
       EXPECT_EQ(run.err, "") << Describe(run);
       bool json = false;
+      bool wait = false;  // build-index --wait --json prints JSON Lines, one object per poll.
       for (const std::string& a : args) {
         if (a == "--json") json = true;
+        if (a == "--wait") wait = true;
         if (a == "--help" || a == "--version") json = false;
       }
-      if (json) {
+      if (json && wait) {
+        std::istringstream lines(run.out);
+        int n = 0;
+        for (std::string line; std::getline(lines, line); ++n) {
+          EXPECT_TRUE(ParseJsonDoc(line).has_value()) << "not JSON Lines\n" << Describe(run);
+        }
+        EXPECT_GE(n, 1) << Describe(run);
+      } else if (json) {
         EXPECT_TRUE(ParseJsonDoc(run.out).has_value()) << "not one JSON document\n"
                                                        << Describe(run);
       }

@@ -63,7 +63,7 @@ const std::vector<CommandSpec>& AllCommands() {
       CreateCollectionCommand(), ListCollectionsCommand(), DescribeCommand(),
       DropCollectionCommand(),   UpsertCommand(),          ImportCommand(),
       GetCommand(),              DeleteCommand(),          SearchCommand(),
-      EvalCommand()};
+      BuildIndexCommand(),       EvalCommand(),            StatsCommand()};
   return *commands;
 }
 
@@ -228,6 +228,18 @@ std::string FormatNumber(double v) {
   char buf[64];
   std::snprintf(buf, sizeof(buf), "%.6g", v);
   return buf;
+}
+
+std::string FormatIndexProgressBar(const IndexBuildProgress& p, int width) {
+  width = std::max(width, 1);
+  const int64_t finished = p.ready + p.failed;
+  const int filled =
+      p.segments <= 0
+          ? width
+          : static_cast<int>(std::min<int64_t>(width, finished * width / p.segments));
+  std::string bar = "[" + std::string(filled, '#') + std::string(width - filled, '-') + "] ";
+  return absl::StrCat(bar, p.ready, "/", p.segments, " segment", p.segments == 1 ? "" : "s",
+                      " ready, ", p.building, " building, ", p.failed, " failed");
 }
 
 void TextTable::Print(std::ostream& os) const {

@@ -3,6 +3,8 @@
 // failure half-way through formatting can never leave partial output behind.
 #include "tools/cli/cli.h"
 
+#include <unistd.h>
+
 #include <exception>
 #include <iostream>
 #include <utility>
@@ -109,7 +111,8 @@ absl::StatusOr<GlobalAction> ParseGlobals(const std::vector<std::string>& args, 
   return GlobalAction::kRun;
 }
 
-absl::Status Run(const std::vector<std::string>& args, std::istream& in, std::ostream& out) {
+absl::Status Run(const std::vector<std::string>& args, std::istream& in, std::ostream& out,
+                 std::ostream& err) {
   GlobalOptions globals;
   size_t next = 0;
   ASSIGN_OR_RETURN(GlobalAction action, ParseGlobals(args, &globals, &next));
@@ -144,7 +147,9 @@ absl::Status Run(const std::vector<std::string>& args, std::istream& in, std::os
     return absl::OkStatus();
   }
   if (!parsed.ok()) return Annotate(parsed.status(), spec->name);
-  CliContext ctx(globals, in);
+  // Progress bars only on a real terminal: never in tests (string streams) or logs.
+  const bool err_is_tty = &err == &std::cerr && isatty(STDERR_FILENO) == 1;
+  CliContext ctx(globals, in, &out, &err, err_is_tty);
   RETURN_IF_ERROR(spec->run(ctx, *parsed));
   out << ctx.out().str();
   out.flush();
@@ -157,7 +162,7 @@ int RunCli(const std::vector<std::string>& args, std::istream& in, std::ostream&
            std::ostream& err) {
   absl::Status status;
   try {
-    status = Run(args, in, out);
+    status = Run(args, in, out, err);
   } catch (const std::exception& e) {
     // Nothing should throw past the modules' Status boundaries; if something does, keep the
     // error contract (one line, non-zero exit) rather than aborting.

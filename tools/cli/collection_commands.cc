@@ -60,7 +60,15 @@ void PrintInfo(const CollectionInfo& info, std::ostream& os) {
     const int64_t vectors = it == info.field_vectors.end() ? 0 : it->second;
     os << "field " << name << ": space " << field.space << ", modality "
        << (field.modality.empty() ? "(none)" : field.modality) << ", weight "
-       << FormatNumber(field.weight) << ", vectors " << vectors << "\n";
+       << FormatNumber(field.weight) << ", vectors " << vectors;
+    // Only for indexed fields, so that collections without indexes read as they always did.
+    if (field.index.type == IndexType::kIvfPq) {
+      os << ", index ivf_pq";
+      if (field.index.nlist != 0) os << " nlist " << field.index.nlist;
+      if (field.index.m != 0) os << " m " << field.index.m;
+      if (field.index.nbits != 0) os << " nbits " << field.index.nbits;
+    }
+    os << "\n";
   }
   for (const auto& [name, type] : s.attributes) {
     os << "attribute " << name << ": " << AttributeTypeName(type) << "\n";
@@ -69,6 +77,23 @@ void PrintInfo(const CollectionInfo& info, std::ostream& os) {
     os << "calibration " << c.modality << " -> " << c.field << ": mean " << FormatNumber(c.mean)
        << ", stddev " << FormatNumber(c.stddev) << ", top1_mean " << FormatNumber(c.top1_mean)
        << ", samples " << c.samples << ", at_vectors " << c.at_vectors << "\n";
+  }
+  // Collections with indexes: sealed segments in id order, then the growing one.
+  for (const SegmentInfo& si : info.segment_list) {
+    if (si.state == "growing") {
+      os << "segment growing: rows " << si.rows << " (not yet sealed, scanned exhaustively)\n";
+      continue;
+    }
+    os << "segment " << si.id << ": " << si.state << ", rows " << si.rows << ", live " << si.live
+       << "\n";
+    for (const SegmentFieldIndex& f : si.fields) {
+      os << "segment " << si.id << " field " << f.field << ": " << f.index << ", " << f.state;
+      if (f.index == "ivf_pq" && f.state == "ready") {
+        os << ", vectors " << f.vectors << ", nlist " << f.nlist << ", m " << f.m << ", nbits "
+           << f.nbits << ", bytes/vector " << FormatNumber(f.bytes_per_vector);
+      }
+      os << "\n";
+    }
   }
 }
 
@@ -136,7 +161,7 @@ CommandSpec ListCollectionsCommand() {
 CommandSpec DescribeCommand() {
   CommandSpec c;
   c.name = "describe";
-  c.summary = "show a collection's schema, counts, storage and calibration statistics";
+  c.summary = "show a collection's schema, counts, storage, calibration statistics and segments";
   c.positionals = "COLLECTION";
   c.min_positional = c.max_positional = 1;
   c.description =
@@ -144,7 +169,13 @@ CommandSpec DescribeCommand() {
       "vectors per field, the segments, the storage engine and sync policy, the CPU kernel\n"
       "backend, and the calibration statistics per (query modality, field): mean (background\n"
       "score), stddev, top1_mean (typical best match), samples, and the field's vector count\n"
-      "when they were computed. --json prints the same as one JSON object.\n";
+      "when they were computed.\n"
+      "For collections with ivf_pq indexes, the segments: per sealed segment its id, state\n"
+      "(building, ready, failed), rows and live records, and per field the index (ivf_pq, or\n"
+      "flat where the field has too few vectors in the segment), its state (building, ready,\n"
+      "failed: reason) and, once built, vectors, nlist, m, nbits and index bytes per vector;\n"
+      "then the rows of the growing segment (not yet sealed).\n"
+      "--json prints the same as one JSON object (segments under \"segment_list\").\n";
   c.example = "  rosetta --data ./db describe photos\n";
   c.run = RunDescribe;
   return c;

@@ -105,6 +105,8 @@ CommandSpec GetCommand();
 CommandSpec DeleteCommand();
 CommandSpec SearchCommand();
 CommandSpec EvalCommand();
+CommandSpec BuildIndexCommand();
+CommandSpec StatsCommand();
 
 // Parses a command's arguments (after the command name) against its spec. `--flag value`,
 // `--flag=value`, `--` ends the flags. Returns a usage error for unknown flags, missing values,
@@ -122,7 +124,11 @@ std::string GlobalHelp();
 
 class CliContext {
  public:
-  CliContext(const GlobalOptions& globals, std::istream& in) : globals_(globals), in_(in) {}
+  // `live_out` / `err`: the real stdout and stderr (null: none, e.g. in tests of a command);
+  // `err_is_tty`: stderr is a terminal (progress bars are drawn only then).
+  CliContext(const GlobalOptions& globals, std::istream& in, std::ostream* live_out = nullptr,
+             std::ostream* err = nullptr, bool err_is_tty = false)
+      : globals_(globals), in_(in), live_out_(live_out), err_(err), err_is_tty_(err_is_tty) {}
 
   const GlobalOptions& globals() const { return globals_; }
   bool json() const { return globals_.json; }
@@ -140,9 +146,23 @@ class CliContext {
   // Writes one JSON document (indented, one trailing newline) to the buffered output.
   void EmitJson(const Json& j);
 
+  // Writes one line straight to stdout and flushes it, bypassing the buffer: for progress that
+  // must appear as it happens (build-index --wait --json). Such lines stay on stdout even if the
+  // command fails afterwards (the one exception to "nothing on stdout on failure"). Without a
+  // live stdout (tests of a command), the line goes to the buffer.
+  void EmitLiveLine(const std::string& line);
+
+  // Progress drawn on stderr when it is a terminal: `text` replaces the current line (`final`
+  // ends it with a newline). Nothing when stderr is not a terminal, so logs and tests see none.
+  void ShowProgress(const std::string& text, bool final);
+
  private:
   const GlobalOptions& globals_;
   std::istream& in_;
+  std::ostream* live_out_;
+  std::ostream* err_;
+  bool err_is_tty_;
+  size_t progress_width_ = 0;  // length of the progress line drawn last.
   bool stdin_used_ = false;
   std::unique_ptr<Client> client_;
   std::ostringstream out_;
@@ -162,6 +182,11 @@ absl::StatusOr<std::vector<std::string>> ParseListFlag(const std::string& flag,
 
 // Number formatting for the human-readable output: up to 6 significant digits.
 std::string FormatNumber(double v);
+
+// A progress bar of index builds, `width` cells wide:
+// "[##########----------] 1/2 segments ready, 1 building, 0 failed". The bar counts finished
+// segments (ready or failed) out of all sealed ones; full when there are none.
+std::string FormatIndexProgressBar(const IndexBuildProgress& p, int width);
 
 // A text table with aligned columns (left-aligned, two spaces between columns).
 class TextTable {

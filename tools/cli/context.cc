@@ -62,4 +62,25 @@ void CliContext::EmitJson(const Json& j) {
   out_ << DumpJson(j, 2) << "\n";
 }
 
+void CliContext::EmitLiveLine(const std::string& line) {
+  if (live_out_ == nullptr) {
+    out_ << line << "\n";
+    return;
+  }
+  // Whatever the buffer holds was meant to come first.
+  *live_out_ << out_.str() << line << "\n";
+  out_.str("");
+  live_out_->flush();
+}
+
+void CliContext::ShowProgress(const std::string& text, bool final) {
+  if (!err_is_tty_ || err_ == nullptr) return;
+  // Overwrite the previous line; pad with spaces when the new text is shorter.
+  std::string line = "\r" + text;
+  if (text.size() < progress_width_) line += std::string(progress_width_ - text.size(), ' ');
+  progress_width_ = final ? 0 : text.size();
+  *err_ << line << (final ? "\n" : "");
+  err_->flush();
+}
+
 }  // namespace rosetta::cli

@@ -1,0 +1,154 @@
+// The CLI's index and telemetry commands where a golden file cannot pin them: `stats` (its
+// numbers are timings and counts of this process), build-index's
+// progress bar, and the search flags' checks. build-index --wait, describe's segments and search
+// plans are pinned by tests/golden/indexes.test in both modes.
+#include <filesystem>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/testing/testing.h"
+#include "tests/tools/cli_harness.h"
+#include "tools/cli/command.h"
+
+namespace rosetta::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+using J = nlohmann::ordered_json;
+
+constexpr char kSchema[] = R"({"name": "docs",
+  "spaces": {"s": {"dim": 4, "metric": "ip"}},
+  "fields": {"image": {"space": "s", "modality": "image", "index": "ivf_pq"}}})";
+constexpr char kRecords[] =
+    "{\"id\": \"a\", \"vectors\": {\"image\": [1, 0, 0, 0]}}\n"
+    "{\"id\": \"b\", \"vectors\": {\"image\": [0, 1, 0, 0]}}\n";
+constexpr char kQuery[] = R"({"k": 1, "inputs": [{"vector": [1, 0, 0, 0], "space": "s"}]})";
+
+J ParseOut(const CliRun& r) {
+  try {
+    return J::parse(r.out);
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "stdout is not one JSON document: " << e.what() << "\n" << Describe(r);
+    return J();
+  }
+}
+
+// The whitespace-separated cells of the first line of `text` whose first cell is `first`.
+std::vector<std::string> Row(const std::string& text, const std::string& first) {
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream cells(line);
+    std::vector<std::string> row;
+    for (std::string cell; cells >> cell;) row.push_back(cell);
+    if (!row.empty() && row[0] == first) return row;
+  }
+  return {};
+}
+
+std::vector<std::string> Names(const J& list) {
+  std::vector<std::string> out;
+  for (const J& l : list) out.push_back(l.value("operation", std::string("?")));
+  return out;
+}
+
+TEST(StatsCommandTest, EmbeddedShowsTheEnginesCountersOnly) {
+  TempDir tmp;
+  const std::string data = (tmp.path() / "data").string();
+  ASSERT_EQ(RunOn(data, {"create-collection", "--schema", "-"}, kSchema).exit_code, 0);
+  ASSERT_EQ(RunOn(data, {"upsert", "docs", "--file", "-"}, kRecords).exit_code, 0);
+
+  // Each embedded invocation opens the database itself: no operation yet in this process.
+  CliRun r = RunOn(data, {"stats"});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_EQ(r.err, "");
+  const J j = ParseOut(r);
+  std::vector<std::string> keys;
+  for (const auto& item : j.items()) keys.push_back(item.key());
+  EXPECT_EQ(keys, (std::vector<std::string>{
+                      "uptime_s", "collections", "records", "operations", "commit_batches",
+                      "commit_groups", "requests", "connections_open", "connections_accepted",
+                      "connections_refused", "bytes_received", "bytes_sent"}));
+  EXPECT_EQ(j["collections"], 1);
+  EXPECT_EQ(j["records"], 2);
+  EXPECT_EQ(Names(j["operations"]), (std::vector<std::string>{"search", "search_batch", "upsert",
+                                                              "import", "get", "delete"}));
+  for (const J& op : j["operations"]) EXPECT_EQ(op["count"], 0) << op.dump();
+  EXPECT_TRUE(j["requests"].empty());
+  EXPECT_EQ(j["connections_accepted"], 0);
+  EXPECT_EQ(j["bytes_sent"], 0);
+  EXPECT_GE(j["uptime_s"].get<double>(), 0.0);
+
+  CliRun text = RunOn(data, {"stats"}, "", /*json=*/false);
+  ASSERT_EQ(text.exit_code, 0) << Describe(text);
+  EXPECT_THAT(text.out, HasSubstr("collections: 1\nrecords: 2\n"));
+  EXPECT_EQ(Row(text.out, "operation"),
+            (std::vector<std::string>{"operation", "count", "errors", "mean_us", "p50_us",
+                                      "p90_us", "p99_us", "max_us"}));
+  const std::vector<std::string> batch = Row(text.out, "search_batch");
+  ASSERT_EQ(batch.size(), 8u) << text.out;
+  EXPECT_EQ(batch[1], "0");
+  EXPECT_EQ(batch[2], "0");
+  EXPECT_THAT(text.out, HasSubstr("commits: 0 batches in 0 groups"));
+  // Server-only sections are left out in embedded mode.
+  EXPECT_THAT(text.out, Not(HasSubstr("connections:")));
+  EXPECT_THAT(text.out, Not(HasSubstr("request")));
+
+  // No arguments.
+  CliRun bad = RunOn(data, {"stats", "docs"});
+  EXPECT_EQ(bad.exit_code, 2) << Describe(bad);
+  EXPECT_THAT(bad.err, HasSubstr("expected no arguments, got 1"));
+}
+
+TEST(BuildIndexCommandTest, ProgressBar) {
+  using cli::FormatIndexProgressBar;
+  EXPECT_EQ(FormatIndexProgressBar(IndexBuildProgress{2, 1, 1, 0, 0}, 10),
+            "[#####-----] 1/2 segments ready, 1 building, 0 failed");
+  EXPECT_EQ(FormatIndexProgressBar(IndexBuildProgress{3, 1, 1, 1, 7}, 6),
+            "[####--] 1/3 segments ready, 1 building, 1 failed");
+  EXPECT_EQ(FormatIndexProgressBar(IndexBuildProgress{1, 1, 0, 0, 0}, 4),
+            "[####] 1/1 segment ready, 0 building, 0 failed");
+  // Nothing sealed yet: nothing to wait for.
+  EXPECT_EQ(FormatIndexProgressBar(IndexBuildProgress{}, 4),
+            "[####] 0/0 segments ready, 0 building, 0 failed");
+}
+
+TEST(BuildIndexCommandTest, WithoutWaitPrintsTheProgressOnce) {
+  TempDir tmp;
+  const std::string data = (tmp.path() / "data").string();
+  ASSERT_EQ(RunOn(data, {"create-collection", "--schema", "-"}, kSchema).exit_code, 0);
+  ASSERT_EQ(RunOn(data, {"upsert", "docs", "--file", "-"}, kRecords).exit_code, 0);
+  CliRun r = RunOn(data, {"build-index", "docs"});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  const J j = ParseOut(r);  // one (pretty-printed) document, not JSON Lines.
+  EXPECT_EQ(j["segments"], 1);
+  EXPECT_EQ(j["building"].get<int64_t>() + j["ready"].get<int64_t>(), 1);
+  EXPECT_EQ(j["growing_rows"], 0);
+  // --json is a global flag, as for every command.
+  CliRun misplaced = RunOn(data, {"build-index", "docs", "--json"}, "", /*json=*/false);
+  EXPECT_EQ(misplaced.exit_code, 2) << Describe(misplaced);
+}
+
+TEST(SearchFlagsTest, RangesAreUsageErrors) {
+  TempDir tmp;
+  const std::string data = (tmp.path() / "data").string();
+  for (const std::vector<std::string>& flags :
+       std::vector<std::vector<std::string>>{{"--nprobe", "0"},
+                                             {"--nprobe", "65537"},
+                                             {"--refine", "x"},
+                                             {"--exact=yes"}}) {
+    std::vector<std::string> args = {"search", "docs", "--query", "-"};
+    args.insert(args.end(), flags.begin(), flags.end());
+    CliRun r = RunOn(data, args, kQuery);
+    EXPECT_EQ(r.exit_code, 2) << Describe(r);
+    EXPECT_EQ(r.out, "");
+  }
+  // Input errors are found before the database is opened.
+  EXPECT_FALSE(std::filesystem::exists(data));
+}
+
+}  // namespace
+}  // namespace rosetta::testing
