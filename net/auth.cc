@@ -51,6 +51,12 @@ const char* OperationName(Operation op) {
       return "create-collection";
     case Operation::kDropCollection:
       return "drop-collection";
+    case Operation::kBuildIndex:
+      return "build-index";
+    case Operation::kIndexProgress:
+      return "index-progress";
+    case Operation::kStats:
+      return "stats";
   }
   return "?";
 }
@@ -61,10 +67,13 @@ Role RequiredRole(Operation op) {
     case Operation::kDescribe:
     case Operation::kGet:
     case Operation::kSearch:
+    case Operation::kIndexProgress:
+    case Operation::kStats:
       return Role::kRead;
     case Operation::kUpsert:
     case Operation::kImport:
     case Operation::kDelete:
+    case Operation::kBuildIndex:
       return Role::kWrite;
     case Operation::kCreateCollection:
     case Operation::kDropCollection:

@@ -2,8 +2,8 @@
 //
 // A server is configured with zero or more tokens, each with a role. Roles are ordered:
 //   read  < write < admin
-//   read:  ListCollections, Describe, Get, Search
-//   write: read + Upsert, Import, Delete
+//   read:  ListCollections, Describe, Get, Search, IndexProgress, Stats
+//   write: read + Upsert, Import, Delete, BuildIndex
 //   admin: write + CreateCollection, DropCollection; HelloReply also carries the data directory.
 // With no token configured the server is open: every session is admin, whatever token it sends
 // (the transport refuses to listen on a non-loopback address in that case).
@@ -55,13 +55,19 @@ enum class Operation {
   kDelete,
   kCreateCollection,
   kDropCollection,
+  kBuildIndex,
+  kIndexProgress,
+  kStats,
 };
 inline constexpr Operation kAllOperations[] = {
-    Operation::kListCollections, Operation::kDescribe, Operation::kGet,
-    Operation::kSearch,          Operation::kUpsert,   Operation::kImport,
-    Operation::kDelete,          Operation::kCreateCollection, Operation::kDropCollection};
+    Operation::kListCollections, Operation::kDescribe,         Operation::kGet,
+    Operation::kSearch,          Operation::kUpsert,           Operation::kImport,
+    Operation::kDelete,          Operation::kCreateCollection, Operation::kDropCollection,
+    Operation::kBuildIndex,      Operation::kIndexProgress,    Operation::kStats};
 
-const char* OperationName(Operation op);  // "list-collections", "describe", ..., as the CLI.
+// "list-collections", "describe", ..., "build-index", "index-progress", "stats": as the CLI's
+// commands (index-progress is what `build-index` without --wait and its polling ask).
+const char* OperationName(Operation op);
 Role RequiredRole(Operation op);
 inline bool Allows(Role role, Operation op) {
   return static_cast<int>(role) >= static_cast<int>(RequiredRole(op));

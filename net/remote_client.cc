@@ -390,6 +390,22 @@ class ProtocolClient final : public Client {
     return std::move(results.responses);
   }
 
+  absl::StatusOr<IndexBuildProgress> BuildIndex(const std::string& collection,
+                                                const std::string& field) override {
+    ASSIGN_OR_RETURN(Message reply, Call(msg::BuildIndex{collection, field}));
+    return Expect<IndexBuildProgress>(std::move(reply), "IndexProgressReply");
+  }
+
+  absl::StatusOr<IndexBuildProgress> IndexProgress(const std::string& collection) override {
+    ASSIGN_OR_RETURN(Message reply, Call(msg::IndexProgress{collection}));
+    return Expect<IndexBuildProgress>(std::move(reply), "IndexProgressReply");
+  }
+
+  absl::StatusOr<DatabaseStats> Stats() override {
+    ASSIGN_OR_RETURN(Message reply, Call(msg::Stats{}));
+    return Expect<DatabaseStats>(std::move(reply), "StatsReply");
+  }
+
  private:
   absl::StatusOr<Message> Call(const Message& request) {
     const size_t max_reply = options_.max_reply_bytes != 0

@@ -17,6 +17,8 @@
 //     checked before sending, with the limit the server announced in its HelloReply.
 // Like the embedded client, Upsert / Import refuse more than engine::kMaxBatchRecords records
 // and an Import whose data size is not rows * dim, with the same messages, before sending.
+// BuildIndex, IndexProgress and Stats are one request each (docs/PROTOCOL.md); Stats carries the
+// server's request latencies and transport counters besides the engine's.
 //
 // Connecting performs the Hello: protocol version, token (may be empty for an open server) and
 // client name; a refusal is returned as the server's error (UNAUTHENTICATED `invalid token`,

@@ -305,6 +305,11 @@ struct Server::Impl {
   std::atomic<uint64_t> budget_waits{0};
   std::atomic<uint64_t> slot_waiters{0};
   std::atomic<uint64_t> slot_waits{0};
+  std::atomic<uint64_t> bytes_received{0};
+  std::atomic<uint64_t> bytes_sent{0};
+
+  void CountReceived(size_t n) { bytes_received.fetch_add(n, std::memory_order_relaxed); }
+  void CountSent(size_t n) { bytes_sent.fetch_add(n, std::memory_order_relaxed); }
 };
 
 namespace {
@@ -404,6 +409,7 @@ asio::awaitable<void> LingerClose(std::shared_ptr<Connection> conn, std::string 
     const auto header = EncodeLength(static_cast<uint32_t>(body.size()));
     const std::array<asio::const_buffer, 2> buffers{asio::buffer(header), asio::buffer(body)};
     auto [ec, n] = co_await asio::async_write(conn->socket, buffers, kUseTuple);
+    server.CountSent(n);
     if (ec || conn->expired) co_return;
     server.frames_served.fetch_add(1, std::memory_order_relaxed);
   }
@@ -413,6 +419,7 @@ asio::awaitable<void> LingerClose(std::shared_ptr<Connection> conn, std::string 
   size_t drained = 0;
   while (drained < kMaxLingerDrainBytes) {
     auto [ec, n] = co_await conn->socket.async_read_some(asio::buffer(scratch), kUseTuple);
+    server.CountReceived(n);
     if (ec || conn->expired) break;
     drained += n;
   }
@@ -460,12 +467,14 @@ size_t ReadNow(tcp::socket& socket, char* data, size_t size, ErrorCode& ec) {
   return got;
 }
 
-// Writes what the socket takes now from `buffers`, which are advanced past it. `ec` is set for an
-// error other than would_block.
-void WriteNow(tcp::socket& socket, std::array<asio::const_buffer, 2>& buffers, ErrorCode& ec) {
+// Writes what the socket takes now from `buffers`, which are advanced past it. Returns the bytes
+// written; `ec` is set for an error other than would_block.
+size_t WriteNow(tcp::socket& socket, std::array<asio::const_buffer, 2>& buffers, ErrorCode& ec) {
+  size_t written = 0;
   while (asio::buffer_size(buffers) > 0) {
     ErrorCode e;
     size_t n = socket.write_some(buffers, e);
+    written += n;
     for (asio::const_buffer& b : buffers) {
       const size_t take = std::min(n, b.size());
       b += take;
@@ -473,9 +482,10 @@ void WriteNow(tcp::socket& socket, std::array<asio::const_buffer, 2>& buffers, E
     }
     if (e) {
       if (e != asio::error::would_block && e != asio::error::try_again) ec = e;
-      return;
+      return written;
     }
   }
+  return written;
 }
 
 void LogReadError(const Connection& conn, const ErrorCode& ec, std::string_view where) {
@@ -504,6 +514,7 @@ asio::awaitable<void> ServeFrames(std::shared_ptr<Connection> conn) {
     conn->SetDeadline(Clock::now() + opt.idle_timeout);
     std::array<unsigned char, 4> header{};
     auto [ec, got] = co_await conn->socket.async_read_some(asio::buffer(header), kUseTuple);
+    server.CountReceived(got);
     if (conn->expired) {
       server.Log(absl::StrCat(conn->peer, ": idle timeout"));
       co_await SendErrorAndClose(
@@ -523,6 +534,7 @@ asio::awaitable<void> ServeFrames(std::shared_ptr<Connection> conn) {
     if (got < header.size()) {
       auto [ec2, n2] = co_await asio::async_read(
           conn->socket, asio::buffer(header.data() + got, header.size() - got), kUseTuple);
+      server.CountReceived(n2);
       if (conn->expired) {
         server.Log(absl::StrCat(conn->peer, ": frame deadline exceeded in a length prefix"));
         co_await SendErrorAndClose(conn, FrameDeadlineError(opt));
@@ -586,6 +598,7 @@ asio::awaitable<void> ServeFrames(std::shared_ptr<Connection> conn) {
         ec4 = ec;
         n4 += n;
       }
+      server.CountReceived(n4);
       if (conn->expired) {
         server.Log(absl::StrCat(conn->peer, ": frame deadline exceeded after ", n4, " of ",
                                 length, " body bytes"));
@@ -639,9 +652,10 @@ asio::awaitable<void> ServeFrames(std::shared_ptr<Connection> conn) {
     std::array<asio::const_buffer, 2> buffers{asio::buffer(reply_header),
                                               asio::buffer(reply.body)};
     ErrorCode ec5;
-    if (conn->nonblocking) WriteNow(conn->socket, buffers, ec5);
+    if (conn->nonblocking) server.CountSent(WriteNow(conn->socket, buffers, ec5));
     if (!ec5 && asio::buffer_size(buffers) > 0) {
       auto [ec, n] = co_await asio::async_write(conn->socket, buffers, kUseTuple);
+      server.CountSent(n);
       ec5 = ec;
     }
     if (conn->expired) {
@@ -1027,6 +1041,8 @@ ServerStats Server::stats() const {
   s.slot_waiters = impl_->slot_waiters.load(std::memory_order_relaxed);
   s.slot_waits = impl_->slot_waits.load(std::memory_order_relaxed);
   s.inflight_bytes = impl_->budget.in_use();
+  s.bytes_received = impl_->bytes_received.load(std::memory_order_relaxed);
+  s.bytes_sent = impl_->bytes_sent.load(std::memory_order_relaxed);
   return s;
 }
 

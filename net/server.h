@@ -155,6 +155,8 @@ struct ServerStats {
   uint64_t slot_waiters = 0;          // frames now waiting for a session slot.
   uint64_t slot_waits = 0;            // times a frame had to wait for a session slot, ever.
   uint64_t inflight_bytes = 0;        // budget bytes held now.
+  uint64_t bytes_received = 0;        // bytes read from clients, ever (length prefixes included).
+  uint64_t bytes_sent = 0;            // bytes written to clients, ever (length prefixes included).
 };
 
 // The checks Server::Start makes before binding (the options' ranges, the host, and the refusal
@@ -196,6 +198,8 @@ class Server {
   // Blocks until Stop() has completed (called by another thread).
   void Wait();
 
+  // Thread-safe and cheap (relaxed atomic loads); may be called from any thread, also from a
+  // Session call (the service reports it in StatsReply).
   ServerStats stats() const;
 
   struct Impl;  // public so the implementation's free functions can name it; opaque here.

@@ -1,12 +1,14 @@
 #include "net/service.h"
 
 #include <algorithm>
+#include <chrono>
 #include <exception>
 #include <new>
 #include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 
 namespace rosetta::net {
 
@@ -38,16 +40,39 @@ std::optional<Operation> OperationOf(const Message& m) {
           [](const msg::DropCollection&) -> std::optional<Operation> {
             return Operation::kDropCollection;
           },
+          [](const msg::BuildIndex&) -> std::optional<Operation> { return Operation::kBuildIndex; },
+          [](const msg::IndexProgress&) -> std::optional<Operation> {
+            return Operation::kIndexProgress;
+          },
+          [](const msg::Stats&) -> std::optional<Operation> { return Operation::kStats; },
           [](const auto&) -> std::optional<Operation> { return std::nullopt; },
       },
       m);
 }
 
+// The histogram slot of a request type: 0 = Hello, 1 + the operation's place in kAllOperations.
+size_t RequestSlot(Operation op) {
+  for (size_t i = 0; i < std::size(kAllOperations); ++i) {
+    if (kAllOperations[i] == op) return 1 + i;
+  }
+  return 0;  // unreachable: every operation is listed.
+}
+
+// "request.hello", "request.list_collections", ...: the CLI's command names in snake case, like
+// the engine's operation names ("search_batch").
+std::string RequestName(size_t slot) {
+  if (slot == 0) return "request.hello";
+  return absl::StrCat("request.",
+                      absl::StrReplaceAll(OperationName(kAllOperations[slot - 1]), {{"-", "_"}}));
+}
+
+using Clock = std::chrono::steady_clock;
+
 }  // namespace
 
 class ServiceSession final : public Session {
  public:
-  ServiceSession(const ServiceFactory* factory, std::string peer)
+  ServiceSession(ServiceFactory* factory, std::string peer)
       : factory_(factory), peer_(std::move(peer)) {}
 
   Reply OnFrame(std::string_view body) override {
@@ -68,15 +93,19 @@ class ServiceSession final : public Session {
   bool hello_done() const override { return role_.has_value(); }
 
  private:
+  // Every error reply goes through Close or Answer, which note it for the latency record.
   Reply Close(uint64_t request_id, const absl::Status& status) {
     closed_ = true;
+    reply_is_error_ = true;
     return Reply{EncodeErrorFrame(request_id, status), true};
   }
   Reply Answer(uint64_t request_id, const absl::Status& status) {
+    reply_is_error_ = true;
     return Reply{EncodeErrorFrame(request_id, status), false};
   }
 
   Reply Handle(std::string_view body) {
+    reply_is_error_ = false;
     if (closed_) {
       // The transport closes after close_after; a call after that is its bug, not the client's.
       return Close(0, absl::FailedPreconditionError("the session is closed"));
@@ -87,8 +116,16 @@ class ServiceSession final : public Session {
       if (failure.malformed || !hello_done()) return Close(failure.request_id, frame.status());
       return Answer(failure.request_id, frame.status());
     }
-    if (!hello_done()) return HandleHello(*frame);
-    return HandleRequest(*frame);
+    // Latency per request type: from here (decoded) to the encoded reply.
+    const Clock::time_point start = Clock::now();
+    const std::optional<Operation> op = OperationOf(frame->message);
+    const bool is_hello = std::holds_alternative<msg::Hello>(frame->message);
+    Reply reply = hello_done() ? HandleRequest(*frame, op) : HandleHello(*frame);
+    if (is_hello || op.has_value()) {
+      const size_t slot = is_hello ? 0 : RequestSlot(*op);
+      factory_->request_latency_[slot].Record(Clock::now() - start, reply_is_error_);
+    }
+    return reply;
   }
 
   Reply HandleHello(const Frame& frame) {
@@ -128,13 +165,12 @@ class ServiceSession final : public Session {
     return Reply{std::move(*encoded), false};
   }
 
-  Reply HandleRequest(Frame& frame) {
+  Reply HandleRequest(Frame& frame, std::optional<Operation> op) {
     const uint64_t id = frame.request_id;
     if (std::holds_alternative<msg::Hello>(frame.message)) {
       return Answer(id,
                     absl::FailedPreconditionError("Hello was already completed on this connection"));
     }
-    std::optional<Operation> op = OperationOf(frame.message);
     if (!op) {
       return Answer(id, absl::InvalidArgumentError(absl::StrCat(
                             MessageName(frame.message), " is a reply, not a request")));
@@ -192,6 +228,30 @@ class ServiceSession final : public Session {
               if (!r.ok()) return r.status();
               return Message(msg::SearchResults{std::move(*r)});
             },
+            [&](msg::BuildIndex& m) -> absl::StatusOr<Message> {
+              absl::StatusOr<IndexBuildProgress> r = client.BuildIndex(m.collection, m.field);
+              if (!r.ok()) return r.status();
+              return Message(*r);
+            },
+            [&](msg::IndexProgress& m) -> absl::StatusOr<Message> {
+              absl::StatusOr<IndexBuildProgress> r = client.IndexProgress(m.collection);
+              if (!r.ok()) return r.status();
+              return Message(*r);
+            },
+            [&](msg::Stats&) -> absl::StatusOr<Message> {
+              absl::StatusOr<DatabaseStats> r = client.Stats();
+              if (!r.ok()) return r.status();
+              // The service's own telemetry replaces whatever the client says of requests and
+              // connections (the embedded client has none).
+              r->requests = factory_->RequestLatencies();
+              const TransportCounters t = factory_->Transport();
+              r->connections_open = t.connections_open;
+              r->connections_accepted = t.connections_accepted;
+              r->connections_refused = t.connections_refused;
+              r->bytes_received = t.bytes_received;
+              r->bytes_sent = t.bytes_sent;
+              return Message(std::move(*r));
+            },
             [&](auto&) -> absl::StatusOr<Message> {
               // Unreachable: OperationOf covers every request.
               return absl::InternalError("unhandled request");
@@ -213,10 +273,11 @@ class ServiceSession final : public Session {
     return std::min(factory_->options_.max_frame_bytes, kMaxFrameBytesCeiling);
   }
 
-  const ServiceFactory* const factory_;
+  ServiceFactory* const factory_;
   const std::string peer_;  // for future per-connection logs.
   std::optional<Role> role_;  // set by a successful Hello.
   bool closed_ = false;
+  bool reply_is_error_ = false;  // the reply being made is an Error frame.
 };
 
 ServiceFactory::ServiceFactory(Client* client, AuthConfig auth, ServerInfo info,
@@ -232,6 +293,25 @@ std::unique_ptr<Session> ServiceFactory::NewSession(const std::string& peer) {
 
 std::string ServiceFactory::ErrorFrame(const absl::Status& status) {
   return EncodeErrorFrame(0, status);
+}
+
+void ServiceFactory::SetTransportCounters(std::function<TransportCounters()> source) {
+  std::lock_guard<std::mutex> lock(transport_mu_);
+  transport_ = std::move(source);
+}
+
+TransportCounters ServiceFactory::Transport() const {
+  std::lock_guard<std::mutex> lock(transport_mu_);
+  return transport_ ? transport_() : TransportCounters{};
+}
+
+std::vector<LatencyStats> ServiceFactory::RequestLatencies() const {
+  std::vector<LatencyStats> out;
+  for (size_t slot = 0; slot < kRequestTypes; ++slot) {
+    LatencyStats s = request_latency_[slot].Summary(RequestName(slot));
+    if (s.count > 0) out.push_back(std::move(s));
+  }
+  return out;
 }
 
 }  // namespace rosetta::net

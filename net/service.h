@@ -26,6 +26,10 @@
 //          before the request touches anything, so it reveals nothing about collections;
 //        - otherwise the Client's result (or its error, code and message unchanged);
 //        - a reply that would exceed max_frame_bytes: RESOURCE_EXHAUSTED `reply too large: ...`.
+//      Stats is answered with the Client's Stats() (the engine's telemetry) plus the service's
+//      own: per request type the latency from the decoded request to the encoded reply
+//      (engine::LatencyHistogram, "request.<type>", errors = requests answered with an Error),
+//      and the transport's counters when a source is set (SetTransportCounters).
 //   OnFrame never throws; an exception escaping the Client (a bug) or an allocation failure is
 //   answered with INTERNAL and the connection is closed.
 //
@@ -33,11 +37,17 @@
 // a Session is used by one thread at a time. The Client must be thread-safe (EmbeddedClient is).
 #pragma once
 
+#include <array>
 #include <cstddef>
+#include <cstdint>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
+#include "engine/telemetry.h"
 #include "net/auth.h"
 #include "net/client.h"
 #include "net/protocol.h"
@@ -54,6 +64,20 @@ struct ServiceOptions {
   DecodeOptions decode;
 };
 
+// The transport's counters as StatsReply reports them (net/server.h ServerStats).
+struct TransportCounters {
+  int64_t connections_open = 0;
+  int64_t connections_accepted = 0;
+  int64_t connections_refused = 0;
+  int64_t bytes_received = 0;
+  int64_t bytes_sent = 0;
+};
+
+// The request types whose latency the service records: Hello, then every Operation (net/auth.h
+// kAllOperations order). Names: "request.hello", "request.list_collections", ...,
+// "request.build_index", "request.index_progress", "request.stats".
+inline constexpr size_t kRequestTypes = 1 + std::size(kAllOperations);
+
 class ServiceFactory final : public SessionFactory {
  public:
   // `client` is borrowed: it must outlive the factory and every session. `info` supplies the
@@ -67,12 +91,27 @@ class ServiceFactory final : public SessionFactory {
 
   const AuthConfig& auth() const { return auth_; }
 
+  // Where Stats replies take the transport's connection and byte counters from (rosettad: the
+  // net::Server's stats()). Optional: without a source they are 0 (tests without a transport).
+  // Thread-safe, also while sessions run; pass nullptr to clear it before the source goes away.
+  void SetTransportCounters(std::function<TransportCounters()> source);
+
+  // The latency of every request type received at least once since the factory was created,
+  // in kRequestTypes order (what StatsReply.requests carries). Thread-safe.
+  std::vector<LatencyStats> RequestLatencies() const;
+
  private:
   friend class ServiceSession;
+  TransportCounters Transport() const;
+
   Client* const client_;
   const AuthConfig auth_;
   const ServerInfo info_;
   const ServiceOptions options_;
+  // One histogram per request type (index: 0 = Hello, 1 + position in kAllOperations).
+  std::array<engine::LatencyHistogram, kRequestTypes> request_latency_;
+  mutable std::mutex transport_mu_;
+  std::function<TransportCounters()> transport_;  // guarded by transport_mu_.
 };
 
 }  // namespace rosetta::net

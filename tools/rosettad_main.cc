@@ -287,6 +287,17 @@ int Run(int argc, char** argv) {
   absl::StatusOr<std::unique_ptr<net::Server>> server =
       net::Server::Start(server_options, &service);
   if (!server.ok()) return Fail(server.status());
+  // `rosetta stats` through the server reports the transport's connection and byte counters.
+  service.SetTransportCounters([transport = server->get()] {
+    const net::ServerStats s = transport->stats();
+    net::TransportCounters t;
+    t.connections_open = static_cast<int64_t>(s.connections_open);
+    t.connections_accepted = static_cast<int64_t>(s.connections_accepted);
+    t.connections_refused = static_cast<int64_t>(s.connections_refused);
+    t.bytes_received = static_cast<int64_t>(s.bytes_received);
+    t.bytes_sent = static_cast<int64_t>(s.bytes_sent);
+    return t;
+  });
 
   std::cout << "rosettad " << kRosettaVersion << " listening on "
             << (*server)->endpoint().ToString() << " (data " << flags.data_dir << ", kernels "
@@ -302,6 +313,7 @@ int Run(int argc, char** argv) {
   std::cerr << "rosettad: " << (signal_number == SIGINT ? "SIGINT" : "SIGTERM")
             << ": stopping\n";
   (*server)->Stop();
+  service.SetTransportCounters(nullptr);  // the server goes away next.
   server->reset();   // all sessions are gone...
   client->reset();   // ...so the database can close (the WAL is synced).
   std::cerr << "rosettad: stopped\n";

@@ -641,6 +641,22 @@ inline std::vector<std::string> ScriptTranscript(Client& c) {
   search("ghost", {simple});
   search("photos", {});
 
+  // Indexes: BuildIndex seals the rows into a segment and reports its build queued (the fields
+  // have too few vectors to be indexed there, so they stay flat); once the build is done, the
+  // progress, describe's segment list and searches are settled.
+  result(c.BuildIndex("photos", ""));
+  absl::StatusOr<IndexBuildProgress> waited =
+      WaitForIndexes(c, "photos", std::chrono::seconds(60), std::chrono::milliseconds(5));
+  result(waited);
+  result(c.IndexProgress("photos"));
+  result(c.BuildIndex("photos", "image"));    // nothing new to seal: no segment added.
+  result(c.BuildIndex("photos", "caption"));  // flat: InvalidArgument.
+  result(c.BuildIndex("photos", "audio"));    // NotFound.
+  result(c.BuildIndex("ghost", ""));
+  result(c.IndexProgress("ghost"));
+  result(c.Describe("photos"));
+  search("photos", {simple, wide});
+
   result(c.Delete("photos", {"p1", "zz", "p1"}));
   result(c.Delete("ghost", {"p1"}));
   search("photos", {simple});

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -85,6 +86,7 @@ class RemoteClientTest : public ::testing::Test {
   }
   void TearDown() override {
     if (server_) server_->Stop();
+    if (factory_) factory_->SetTransportCounters(nullptr);
   }
 
   ServerOptions Options() {
@@ -113,6 +115,17 @@ class RemoteClientTest : public ::testing::Test {
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
     port_ = server_->endpoint().port;
+    // As rosettad does: Stats replies carry the transport's counters.
+    factory_->SetTransportCounters([transport = server_.get()] {
+      const ServerStats st = transport->stats();
+      TransportCounters t;
+      t.connections_open = static_cast<int64_t>(st.connections_open);
+      t.connections_accepted = static_cast<int64_t>(st.connections_accepted);
+      t.connections_refused = static_cast<int64_t>(st.connections_refused);
+      t.bytes_received = static_cast<int64_t>(st.bytes_received);
+      t.bytes_sent = static_cast<int64_t>(st.bytes_sent);
+      return t;
+    });
   }
 
   absl::StatusOr<std::unique_ptr<Client>> Connect(const std::string& token = "",
@@ -143,6 +156,142 @@ TEST_F(RemoteClientTest, EveryOperationEqualsTheEmbeddedClient) {
   EXPECT_EQ(info.version, kRosettaVersion);
   EXPECT_EQ(info.kernel_backend, embedded_info.kernel_backend);
   EXPECT_EQ(info.data_dir, embedded_info.data_dir);  // open server: admin.
+}
+
+// Indexes through the server: BuildIndex seals 1500 vectors of an ivf_pq field into a segment
+// and builds its index, IndexProgress follows it to the end, describe lists the segment, and a
+// search answers through the index with a plan; every answer equals the engine's own.
+TEST_F(RemoteClientTest, BuildIndexProgressAndSearchWithPlan) {
+  Start();
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> remote, Connect());
+  const uint64_t seed = rosetta::testing::TestSeed(11);
+  SCOPED_TRACE(rosetta::testing::SeedTrace(seed));
+  CollectionSchema schema;
+  schema.name = "idx";
+  schema.spaces["s"] = Space{"s", 16, Metric::kL2, ""};
+  schema.fields["image"] = Field{"image", "s", "image", 1.0f, {}};
+  schema.fields["image"].index = IndexSpec{IndexType::kIvfPq, 8, 4, 8};
+  ASSERT_OK(remote->CreateCollection(schema));
+  const size_t rows = 1500, dim = 16;
+  const std::vector<float> data = rosetta::testing::ClusteredVectors(rows, dim, 12, seed);
+  ImportRequest imp;
+  imp.collection = "idx";
+  imp.field = "image";
+  imp.data = data;
+  imp.rows = rows;
+  imp.dim = dim;
+  imp.id_prefix = "v";
+  ASSERT_OK(remote->Import(imp).status());
+
+  // Before the build: no sealed segment, every row growing.
+  ASSERT_OK_AND_ASSIGN(IndexBuildProgress before, remote->IndexProgress("idx"));
+  EXPECT_EQ(testing::Canon(before), testing::Canon(IndexBuildProgress{0, 0, 0, 0, 1500}));
+  // The call returns at once with the new segment queued.
+  ASSERT_OK_AND_ASSIGN(IndexBuildProgress started, remote->BuildIndex("idx", "image"));
+  EXPECT_EQ(testing::Canon(started), testing::Canon(IndexBuildProgress{1, 0, 1, 0, 0}));
+  int polls = 0;
+  ASSERT_OK_AND_ASSIGN(IndexBuildProgress done,
+                       WaitForIndexes(*remote, "idx", std::chrono::seconds(120),
+                                      std::chrono::milliseconds(5),
+                                      [&](const IndexBuildProgress&) { ++polls; }));
+  EXPECT_GE(polls, 1);
+  EXPECT_EQ(testing::Canon(done), testing::Canon(IndexBuildProgress{1, 1, 0, 0, 0}));
+  ASSERT_OK_AND_ASSIGN(IndexBuildProgress again, remote->IndexProgress("idx"));
+  EXPECT_EQ(testing::Canon(again), testing::Canon(done));
+  // Errors travel with the engine's codes.
+  EXPECT_STATUS(remote->BuildIndex("idx", "audio"), absl::StatusCode::kNotFound, "audio");
+  EXPECT_STATUS(remote->BuildIndex("nope", ""), absl::StatusCode::kNotFound, "nope");
+  EXPECT_STATUS(remote->IndexProgress("nope"), absl::StatusCode::kNotFound, "nope");
+
+  // Describe: the ready segment with its index, then the (empty) growing segment.
+  ASSERT_OK_AND_ASSIGN(CollectionInfo info, remote->Describe("idx"));
+  ASSERT_OK_AND_ASSIGN(CollectionInfo local, backend_->Describe("idx"));
+  EXPECT_EQ(testing::Canon(info), testing::Canon(local));
+  ASSERT_EQ(info.segment_list.size(), 2u);
+  const SegmentInfo& sealed = info.segment_list[0];
+  EXPECT_EQ(sealed.state, "ready");
+  EXPECT_EQ(sealed.rows, 1500);
+  EXPECT_EQ(sealed.live, 1500);
+  ASSERT_EQ(sealed.fields.size(), 1u);
+  EXPECT_EQ(sealed.fields[0].field, "image");
+  EXPECT_EQ(sealed.fields[0].index, "ivf_pq");
+  EXPECT_EQ(sealed.fields[0].state, "ready");
+  EXPECT_EQ(sealed.fields[0].vectors, 1500);
+  EXPECT_EQ(sealed.fields[0].nlist, 8);
+  EXPECT_EQ(sealed.fields[0].m, 4);
+  EXPECT_EQ(sealed.fields[0].nbits, 8);
+  EXPECT_GT(sealed.fields[0].bytes_per_vector, 0.0);
+  EXPECT_EQ(info.segment_list[1].state, "growing");
+  EXPECT_EQ(info.segment_list[1].rows, 0);
+
+  // A search through the index: the query is stored vector v17, which comes first.
+  SearchRequest q;
+  q.k = 5;
+  QueryInput in;
+  in.vector.assign(data.begin() + 17 * dim, data.begin() + 18 * dim);
+  in.space = "s";
+  in.modality = "image";
+  q.inputs.push_back(in);
+  q.nprobe = 3;
+  q.refine = 50;
+  ASSERT_OK_AND_ASSIGN(std::vector<SearchResponse> got, remote->Search("idx", {q}));
+  ASSERT_EQ(got.size(), 1u);
+  const SearchResponse& r = got[0];
+  ASSERT_FALSE(r.results.empty());
+  EXPECT_EQ(r.results[0].id, "v17");
+  EXPECT_FALSE(r.exact);
+  ASSERT_EQ(r.plan.size(), 1u);
+  EXPECT_EQ(r.plan[0].field, "image");
+  EXPECT_EQ(r.plan[0].index, "ivf_pq");
+  EXPECT_EQ(r.plan[0].nprobe, 3);
+  EXPECT_EQ(r.plan[0].indexed_segments, 1);
+  EXPECT_EQ(r.plan[0].scanned_rows, 0);
+  EXPECT_GE(r.plan[0].candidates, 5);
+  EXPECT_LE(r.plan[0].candidates, 50);
+  ASSERT_OK_AND_ASSIGN(std::vector<SearchResponse> want, backend_->Search("idx", {q}));
+  SearchResponse a = r, b = want.at(0);
+  a.took_us = b.took_us = 0;
+  // The engine's exact self-match scores -||q - v||^2 = 0 with either sign of zero from one call
+  // to the next; the codec carries whichever it got bit for bit, so compare zeros as zeros.
+  for (SearchResponse* x : {&a, &b}) {
+    for (Hit& h : x->results) {
+      for (auto& [f, e] : h.fields) {
+        if (e.raw == 0.0f) e.raw = 0.0f;
+      }
+    }
+  }
+  EXPECT_EQ(testing::Canon(a), testing::Canon(b));
+  // Exhaustively: the same best hit, no plan.
+  q.exact = true;
+  ASSERT_OK_AND_ASSIGN(got, remote->Search("idx", {q}));
+  EXPECT_TRUE(got.at(0).exact);
+  EXPECT_TRUE(got.at(0).plan.empty());
+  EXPECT_EQ(got.at(0).results.at(0).id, "v17");
+
+  // Stats through the server: the engine's operations, the service's requests and the
+  // transport's counters.
+  ASSERT_OK_AND_ASSIGN(DatabaseStats stats, remote->Stats());
+  EXPECT_EQ(stats.collections, 1);
+  EXPECT_EQ(stats.records, 1500);
+  ASSERT_EQ(stats.operations.size(), 6u);
+  EXPECT_EQ(stats.operations[0].operation, "search");
+  EXPECT_EQ(stats.operations[0].count, 3);  // two remote searches and the backend's own.
+  std::map<std::string, LatencyStats> requests;
+  for (const LatencyStats& l : stats.requests) requests[l.operation] = l;
+  EXPECT_EQ(requests["request.hello"].count, 1);
+  EXPECT_EQ(requests["request.build_index"].count, 3);
+  EXPECT_EQ(requests["request.build_index"].errors, 2);
+  EXPECT_EQ(requests["request.index_progress"].errors, 1);
+  EXPECT_GE(requests["request.index_progress"].count, 3);
+  EXPECT_EQ(requests["request.search"].count, 2);
+  EXPECT_EQ(requests["request.search"].errors, 0);
+  EXPECT_EQ(requests["request.import"].count, 1);
+  EXPECT_EQ(requests.count("request.stats"), 0u) << "this Stats request is not finished yet";
+  EXPECT_EQ(stats.connections_open, 1);
+  EXPECT_EQ(stats.connections_accepted, 1);
+  EXPECT_EQ(stats.connections_refused, 0);
+  EXPECT_GT(stats.bytes_received, static_cast<int64_t>(rows * dim * 4));  // the import.
+  EXPECT_GT(stats.bytes_sent, 0);
 }
 
 TEST_F(RemoteClientTest, LargeImportAndVectorsTravelExactly) {

@@ -75,7 +75,8 @@ TEST(AuthTest, RolesAndOperations) {
       {Operation::kGet, Role::kRead},             {Operation::kSearch, Role::kRead},
       {Operation::kUpsert, Role::kWrite},         {Operation::kImport, Role::kWrite},
       {Operation::kDelete, Role::kWrite},         {Operation::kCreateCollection, Role::kAdmin},
-      {Operation::kDropCollection, Role::kAdmin},
+      {Operation::kDropCollection, Role::kAdmin}, {Operation::kBuildIndex, Role::kWrite},
+      {Operation::kIndexProgress, Role::kRead},   {Operation::kStats, Role::kRead},
   };
   ASSERT_EQ(std::size(table), std::size(kAllOperations));
   for (auto [op, role] : table) EXPECT_EQ(RequiredRole(op), role) << OperationName(op);
@@ -84,6 +85,10 @@ TEST(AuthTest, RolesAndOperations) {
   EXPECT_EQ(PermissionDeniedError(Role::kWrite, Operation::kDropCollection),
             absl::PermissionDeniedError(
                 "token role \"write\" may not drop-collection (requires admin)"));
+  EXPECT_EQ(PermissionDeniedError(Role::kRead, Operation::kBuildIndex),
+            absl::PermissionDeniedError("token role \"read\" may not build-index (requires write)"));
+  EXPECT_STREQ(OperationName(Operation::kIndexProgress), "index-progress");
+  EXPECT_STREQ(OperationName(Operation::kStats), "stats");
 }
 
 TEST(AuthTest, TokenFile) {
@@ -231,10 +236,18 @@ Message RequestFor(Operation op, const std::string& collection, std::vector<floa
       s.name = collection;
       s.spaces["s"] = Space{"s", 2, Metric::kIp, ""};
       s.fields["f"] = Field{"f", "s", "text", 1.0f, {}};
+      // Indexed, so that an allowed BuildIndex succeeds rather than failing on a flat field.
+      s.fields["f"].index.type = IndexType::kIvfPq;
       return msg::CreateCollection{s};
     }
     case Operation::kDropCollection:
       return msg::DropCollection{collection};
+    case Operation::kBuildIndex:
+      return msg::BuildIndex{collection, ""};
+    case Operation::kIndexProgress:
+      return msg::IndexProgress{collection};
+    case Operation::kStats:
+      return msg::Stats{};
   }
   return msg::ListCollections{};
 }
@@ -358,8 +371,8 @@ TEST_F(ServiceAuthTest, EveryMessageTimesEveryToken) {
             << " unexpected allows, " << unexpected_denials << " unexpected denials\n";
   EXPECT_EQ(unexpected_allows, 0);
   EXPECT_EQ(unexpected_denials, 0);
-  // read: 4 operations, write: 7, admin: 9 (x 2 collections).
-  EXPECT_EQ(allowed, 2 * (4 + 7 + 9));
+  // read: 6 operations, write: 10, admin: 12 (x 2 collections).
+  EXPECT_EQ(allowed, 2 * (6 + 10 + 12));
 }
 
 }  // namespace

@@ -282,6 +282,9 @@ TEST_F(ServiceSessionTest, ExceptionsAreContained) {
   cases.push_back({msg::CreateCollection{testing::SampleSchema()},
                    absl::ResourceExhaustedError("out of memory while handling the request")});
   cases.push_back({msg::Upsert{"x", {}}, absl::InternalError("internal error: unknown exception")});
+  cases.push_back({msg::BuildIndex{"x", ""}, absl::InternalError("internal error: build")});
+  cases.push_back({msg::Stats{},
+                   absl::ResourceExhaustedError("out of memory while handling the request")});
   for (const Case& c : cases) {
     std::unique_ptr<Session> s = factory.NewSession("peer");
     Send(*s, 1, msg::Hello{});
@@ -401,6 +404,80 @@ TEST_F(ServiceSessionTest, ProtocolClientReportsAClosedConnection) {
   EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(std::string(r.status().message()),
               HasSubstr("the connection to garbage is closed (after: INTERNAL: malformed reply"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stats: the engine's telemetry plus the service's per-request latencies and the transport's
+// counters
+// ---------------------------------------------------------------------------------------------
+
+TEST_F(ServiceSessionTest, StatsCarryRequestLatenciesAndTransportCounters) {
+  AuthConfig auth;
+  ASSERT_OK(auth.Add(Role::kRead, "reader-token"));
+  ASSERT_OK(auth.Add(Role::kAdmin, "admin-token"));
+  MakeFactory(std::move(auth));
+  std::unique_ptr<Session> admin = HelloedSession("admin-token");
+  std::unique_ptr<Session> reader = HelloedSession("reader-token");
+  ASSERT_EQ(ErrorOf(Send(*admin, 2, msg::CreateCollection{testing::SampleSchema()})),
+            absl::OkStatus());
+  ASSERT_EQ(ErrorOf(Send(*admin, 3, msg::Upsert{"photos", testing::SampleRecords()})),
+            absl::OkStatus());
+  // Denied (permission) and failed (unknown collection) requests count as errors of their type.
+  EXPECT_EQ(ErrorOf(Send(*reader, 4, msg::BuildIndex{"photos", ""})).code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(ErrorOf(Send(*admin, 5, msg::Describe{"ghost"})).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(ErrorOf(Send(*reader, 6, msg::Describe{"photos"})), absl::OkStatus());
+  // Not a request: no request type, not counted.
+  EXPECT_EQ(ErrorOf(Send(*reader, 7, msg::Ok{})).code(), absl::StatusCode::kInvalidArgument);
+
+  // Without a transport: the counters are zero.
+  Answer a = Send(*reader, 8, msg::Stats{});
+  ASSERT_TRUE(std::holds_alternative<DatabaseStats>(a.frame.message)) << ErrorOf(a);
+  DatabaseStats stats = std::get<DatabaseStats>(a.frame.message);
+  EXPECT_EQ(stats.collections, 1);
+  EXPECT_EQ(stats.records, 3);
+  ASSERT_EQ(stats.operations.size(), 6u);  // the engine's, in its fixed order.
+  EXPECT_EQ(stats.operations[2].operation, "upsert");
+  EXPECT_EQ(stats.operations[2].count, 1);
+  EXPECT_GE(stats.commit_groups, 1);
+  EXPECT_EQ(stats.connections_open, 0);
+  EXPECT_EQ(stats.bytes_received, 0);
+  std::vector<std::string> names;
+  for (const LatencyStats& l : stats.requests) {
+    names.push_back(absl::StrCat(l.operation, " ", l.count, "/", l.errors));
+    EXPECT_GE(l.max_us, l.p50_us) << l.operation;
+    EXPECT_GT(l.max_us, 0) << l.operation;
+  }
+  // Fixed order (Hello, then the operations as in net/auth.h); only types seen so far.
+  EXPECT_EQ(names, (std::vector<std::string>{"request.hello 2/0", "request.describe 2/1",
+                                             "request.upsert 1/0",
+                                             "request.create_collection 1/0",
+                                             "request.build_index 1/1"}));
+
+  // With a transport source, its counters; cleared, zero again.
+  factory_->SetTransportCounters([] { return TransportCounters{2, 5, 1, 1000, 2000}; });
+  a = Send(*reader, 9, msg::Stats{});
+  stats = std::get<DatabaseStats>(a.frame.message);
+  EXPECT_EQ(stats.connections_open, 2);
+  EXPECT_EQ(stats.connections_accepted, 5);
+  EXPECT_EQ(stats.connections_refused, 1);
+  EXPECT_EQ(stats.bytes_received, 1000);
+  EXPECT_EQ(stats.bytes_sent, 2000);
+  ASSERT_FALSE(stats.requests.empty());
+  EXPECT_EQ(stats.requests.back().operation, "request.stats");
+  EXPECT_EQ(stats.requests.back().count, 1);  // the previous Stats.
+  factory_->SetTransportCounters(nullptr);
+  a = Send(*reader, 10, msg::Stats{});
+  EXPECT_EQ(std::get<DatabaseStats>(a.frame.message).bytes_sent, 0);
+  EXPECT_EQ(factory_->RequestLatencies().back().count, 3);
+
+  // A failed Hello is a Hello answered with an error.
+  std::unique_ptr<Session> stranger = factory_->NewSession("peer");
+  EXPECT_EQ(ErrorOf(Send(*stranger, 1, msg::Hello{kProtocolVersion, "wrong", ""})).code(),
+            absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(factory_->RequestLatencies().front().operation, "request.hello");
+  EXPECT_EQ(factory_->RequestLatencies().front().count, 3);
+  EXPECT_EQ(factory_->RequestLatencies().front().errors, 1);
 }
 
 }  // namespace

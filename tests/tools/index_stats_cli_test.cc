@@ -1,13 +1,19 @@
 // The CLI's index and telemetry commands where a golden file cannot pin them: `stats` (its
-// numbers are timings and counts of this process), build-index's
+// numbers are timings and counts of this process) in embedded and server mode, build-index's
 // progress bar, and the search flags' checks. build-index --wait, describe's segments and search
 // plans are pinned by tests/golden/indexes.test in both modes.
 #include <filesystem>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "engine/database.h"
 #include "gtest/gtest.h"
+#include "net/auth.h"
+#include "net/embedded_client.h"
+#include "net/server.h"
+#include "net/service.h"
 #include "nlohmann/json.hpp"
 #include "tests/testing/testing.h"
 #include "tests/tools/cli_harness.h"
@@ -55,6 +61,58 @@ std::vector<std::string> Names(const J& list) {
   return out;
 }
 
+// A server on 127.0.0.1 (a free port) over an embedded client, with the transport's counters
+// plumbed into the service as rosettad does.
+class StatsServer {
+ public:
+  explicit StatsServer(const std::string& data_dir) {
+    auto backend = OpenEmbeddedClient(data_dir, engine::DatabaseOptions{});
+    if (!backend.ok()) {
+      status_ = backend.status();
+      return;
+    }
+    backend_ = std::move(*backend);
+    absl::StatusOr<ServerInfo> info = backend_->Info();
+    if (!info.ok()) {
+      status_ = info.status();
+      return;
+    }
+    factory_ = std::make_unique<net::ServiceFactory>(backend_.get(), net::AuthConfig{}, *info);
+    net::ServerOptions options;
+    options.port = 0;
+    options.worker_threads = 2;
+    options.log = [](std::string_view) {};
+    auto server = net::Server::Start(options, factory_.get());
+    if (!server.ok()) {
+      status_ = server.status();
+      return;
+    }
+    server_ = std::move(*server);
+    factory_->SetTransportCounters([s = server_.get()] {
+      const net::ServerStats st = s->stats();
+      net::TransportCounters t;
+      t.connections_open = static_cast<int64_t>(st.connections_open);
+      t.connections_accepted = static_cast<int64_t>(st.connections_accepted);
+      t.connections_refused = static_cast<int64_t>(st.connections_refused);
+      t.bytes_received = static_cast<int64_t>(st.bytes_received);
+      t.bytes_sent = static_cast<int64_t>(st.bytes_sent);
+      return t;
+    });
+  }
+  ~StatsServer() {
+    if (server_) server_->Stop();
+    if (factory_) factory_->SetTransportCounters(nullptr);
+  }
+  const absl::Status& status() const { return status_; }
+  std::string address() const { return server_->endpoint().ToString(); }
+
+ private:
+  absl::Status status_;
+  std::unique_ptr<Client> backend_;
+  std::unique_ptr<net::ServiceFactory> factory_;
+  std::unique_ptr<net::Server> server_;
+};
+
 TEST(StatsCommandTest, EmbeddedShowsTheEnginesCountersOnly) {
   TempDir tmp;
   const std::string data = (tmp.path() / "data").string();
@@ -101,6 +159,71 @@ TEST(StatsCommandTest, EmbeddedShowsTheEnginesCountersOnly) {
   CliRun bad = RunOn(data, {"stats", "docs"});
   EXPECT_EQ(bad.exit_code, 2) << Describe(bad);
   EXPECT_THAT(bad.err, HasSubstr("expected no arguments, got 1"));
+}
+
+TEST(StatsCommandTest, ThroughAServerShowsRequestsConnectionsAndBytes) {
+  TempDir tmp;
+  StatsServer server((tmp.path() / "server").string());
+  ASSERT_TRUE(server.status().ok()) << server.status();
+  auto run = [&](std::vector<std::string> args, const std::string& in = "", bool json = true) {
+    std::vector<std::string> full = {"--server", server.address()};
+    if (json) full.push_back("--json");
+    full.insert(full.end(), args.begin(), args.end());
+    return RunRosetta(full, in);
+  };
+  ASSERT_EQ(run({"create-collection", "--schema", "-"}, kSchema).exit_code, 0);
+  ASSERT_EQ(run({"upsert", "docs", "--file", "-"}, kRecords).exit_code, 0);
+  ASSERT_EQ(run({"search", "docs", "--query", "-"}, kQuery).exit_code, 0);
+  ASSERT_EQ(run({"search", "docs", "--query", "-", "--exact"}, kQuery).exit_code, 0);
+  EXPECT_EQ(run({"describe", "nope"}).exit_code, 1);
+
+  CliRun r = run({"stats"});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  const J j = ParseOut(r);
+  EXPECT_EQ(j["collections"], 1);
+  EXPECT_EQ(j["records"], 2);
+  // The server's engine saw the two searches and the upsert.
+  EXPECT_EQ(j["operations"][0]["operation"], "search");
+  EXPECT_EQ(j["operations"][0]["count"], 2);
+  EXPECT_EQ(j["operations"][2]["operation"], "upsert");
+  EXPECT_EQ(j["operations"][2]["count"], 1);
+  EXPECT_GE(j["commit_batches"].get<int64_t>(), 1);
+  EXPECT_GE(j["commit_groups"].get<int64_t>(), 1);
+  EXPECT_EQ(Names(j["requests"]),
+            (std::vector<std::string>{"request.hello", "request.describe", "request.search",
+                                      "request.upsert", "request.create_collection"}));
+  // upsert asks for the schema (describe) to validate the records before sending them.
+  for (const J& req : j["requests"]) {
+    const std::string name = req["operation"];
+    const int want = name == "request.hello"                                        ? 6
+                     : name == "request.search" || name == "request.describe" ? 2
+                                                                                    : 1;
+    EXPECT_EQ(req["count"], want) << req.dump();
+    EXPECT_EQ(req["errors"], name == "request.describe" ? 1 : 0) << req.dump();
+    EXPECT_GE(req["max_us"].get<double>(), req["p50_us"].get<double>()) << req.dump();
+  }
+  // One connection per invocation: this one is open, the five before were accepted (and are
+  // closed, or closing: the server notices a client's close asynchronously).
+  EXPECT_EQ(j["connections_accepted"], 6);
+  EXPECT_GE(j["connections_open"].get<int64_t>(), 1);
+  EXPECT_LE(j["connections_open"].get<int64_t>(), 6);
+  EXPECT_EQ(j["connections_refused"], 0);
+  EXPECT_GT(j["bytes_received"].get<int64_t>(), 0);
+  EXPECT_GT(j["bytes_sent"].get<int64_t>(), 0);
+
+  CliRun text = run({"stats"}, "", /*json=*/false);
+  ASSERT_EQ(text.exit_code, 0) << Describe(text);
+  EXPECT_EQ(Row(text.out, "request").size(), 8u) << text.out;
+  const std::vector<std::string> search = Row(text.out, "request.search");
+  ASSERT_EQ(search.size(), 8u) << text.out;
+  EXPECT_EQ(search[1], "2");
+  EXPECT_EQ(search[2], "0");
+  const std::vector<std::string> stats = Row(text.out, "request.stats");
+  ASSERT_EQ(stats.size(), 8u) << text.out;
+  EXPECT_EQ(stats[1], "1");
+  EXPECT_THAT(text.out, HasSubstr(" open, 7 accepted, 0 refused\n"));
+  EXPECT_THAT(text.out, HasSubstr("batches per fsync"));
+  EXPECT_THAT(text.out, HasSubstr("\nbytes: "));
 }
 
 TEST(BuildIndexCommandTest, ProgressBar) {

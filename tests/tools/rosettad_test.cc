@@ -175,5 +175,36 @@ TEST(RosettadProcessTest, APortInUseFailsClearly) {
   EXPECT_THAT(err, HasSubstr(address));
 }
 
+// rosettad plumbs the transport's counters into the protocol service: Stats through the real
+// server reports the connections and bytes it has seen, and the request latencies.
+TEST(RosettadProcessTest, StatsReportTheTransportsCounters) {
+  REQUIRE_ROSETTAD();
+  rosetta::testing::TempDir dir;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Rosettad> d,
+                       Rosettad::Start(RosettadBinary(), dir.str() + "/data",
+                                       dir.str() + "/stderr.log", {"--sync", "none"}));
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> first,
+                         net::ConnectRemoteClient("127.0.0.1", d->port(), ""));
+    ASSERT_OK(first->CreateCollection(TinySchema()));
+  }
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> c,
+                       net::ConnectRemoteClient("127.0.0.1", d->port(), ""));
+  ASSERT_OK_AND_ASSIGN(DatabaseStats stats, c->Stats());
+  EXPECT_EQ(stats.collections, 1);
+  EXPECT_EQ(stats.connections_accepted, 2);
+  EXPECT_GE(stats.connections_open, 1);
+  EXPECT_EQ(stats.connections_refused, 0);
+  EXPECT_GT(stats.bytes_received, 0);
+  EXPECT_GT(stats.bytes_sent, 0);
+  ASSERT_FALSE(stats.requests.empty());
+  EXPECT_EQ(stats.requests[0].operation, "request.hello");
+  EXPECT_EQ(stats.requests[0].count, 2);
+  // The bytes grow with every exchange.
+  ASSERT_OK_AND_ASSIGN(DatabaseStats later, c->Stats());
+  EXPECT_GT(later.bytes_received, stats.bytes_received);
+  EXPECT_GT(later.bytes_sent, stats.bytes_sent);
+}
+
 }  // namespace
 }  // namespace rosetta
