@@ -96,7 +96,7 @@ std::optional<CalibrationStats> Compute(const Layout& layout, const Snapshot& sn
       if (spec.metric == Metric::kL2) {
         for (size_t i = q0; i < q1; ++i) {
           for (size_t j = 0; j < nt; ++j) {
-            scores[i * nt + j] = -kt.l2sqr(q.data() + i * d, t.data() + j * d, d);
+            scores[i * nt + j] = 0.0f - kt.l2sqr(q.data() + i * d, t.data() + j * d, d);
           }
         }
       } else {

@@ -321,7 +321,7 @@ std::vector<kernels::Scored> ScanUncovered(const Snapshot& snap, const TargetQue
           if (i >= rows) break;
           if (filter.has_predicates() && !filter.Matches(*page.row(i).meta)) continue;
           const float* v = data + i * d;
-          const float s = t.spec->metric == Metric::kL2 ? -kt.l2sqr(t.query, v, d)
+          const float s = t.spec->metric == Metric::kL2 ? 0.0f - kt.l2sqr(t.query, v, d)
                                                         : kt.dot(t.query, v, d);
           top.Push(s, static_cast<int64_t>(begin + i));
           ++count;

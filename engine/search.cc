@@ -157,7 +157,9 @@ void Executor::ScorePage(size_t p, const CompiledFilter& filter) {
       for (size_t w = 0; w < kPageWords; ++w) {
         for (uint64_t b = fmask[w]; b; b &= b - 1) {
           const size_t i = w * 64 + static_cast<size_t>(__builtin_ctzll(b));
-          out[i] = -kt_.l2sqr(t.query, data + i * d, d);
+          // 0 - d, not -d: an exact match scores +0, never -0 (the sign would otherwise leak into
+          // sums and JSON depending on the fusion path).
+          out[i] = 0.0f - kt_.l2sqr(t.query, data + i * d, d);
         }
       }
     } else if (restrict_ != nullptr && count < 32) {
