@@ -481,3 +481,37 @@ TEST(IndexMergeTest, SmallSegmentsAreMergedAndMostlyDeletedOnesCompacted) {
 
 }  // namespace
 }  // namespace rosetta::engine
+
+namespace rosetta::engine {
+namespace {
+
+TEST(L2ScoreTest, AnExactMatchScoresPositiveZeroOnEveryPath) {
+  TempDir dir;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Database> db, Database::Open(dir.str() + "/db", IndexOptions()));
+  ASSERT_OK(db->CreateCollection(OneField("c", 8, Metric::kL2, IvfPq())));
+  std::vector<float> data = Clustered(1200, 8, 3);
+  ImportOptions opt;
+  opt.id_prefix = "r";
+  ASSERT_OK(db->ImportVectors("c", "v", data, 1200, 8, opt).status());
+  for (int round = 0; round < 2; ++round) {  // exhaustive, then through the index.
+    if (round == 1) {
+      ASSERT_OK(db->BuildIndex("c", "").status());
+      ASSERT_OK_AND_ASSIGN(IndexBuildProgress p, db->WaitForIndexes("c", seconds(60)));
+      ASSERT_EQ(p.ready, 1);
+    }
+    for (bool exact : {true, false}) {
+      SearchRequest req = Query(data.data(), 8, 3, exact);
+      req.normalize = Normalize::kNone;
+      req.explain = true;
+      ASSERT_OK_AND_ASSIGN(SearchResponse r, db->Search("c", req));
+      ASSERT_FALSE(r.results.empty());
+      EXPECT_EQ(r.results[0].id, "r0");
+      EXPECT_EQ(r.results[0].score, 0.0f);
+      EXPECT_FALSE(std::signbit(r.results[0].score)) << "round " << round << " exact " << exact;
+      EXPECT_FALSE(std::signbit(r.results[0].fields.at("v").raw));
+    }
+  }
+}
+
+}  // namespace
+}  // namespace rosetta::engine
