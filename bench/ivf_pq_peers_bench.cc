@@ -38,6 +38,9 @@
 //       the last repetition to IDS_PATH (nq x k int64 little-endian, -1 padded; "-" = none)
 //       -> {"seconds": [per-rep wall seconds], "cpu_seconds": [per-rep process CPU seconds]}
 //   drop NAME   frees an index or closes (and leaves on disk) a database -> {"ok": 1}
+//   simd LEVEL  pins the SIMD level of later kernel-index searches (IvfPqSearchParams::simd_level:
+//               scalar | avx2 | avx512; auto = the active level); the exact re-ranking keeps the
+//               active level -> {"ok": 1}
 //   quit
 // Without --serve it builds one kernel index (--nlist, --m, --nbits, --threads) and prints the QPS
 // of a few nprobe values, for a quick look.
@@ -55,6 +58,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <sstream>
 #include <string>
@@ -284,6 +288,8 @@ class Bench {
     return out.str();
   }
 
+  void SetSimd(std::optional<rosetta::kernels::SimdLevel> level) { simd_ = level; }
+
   std::string Drop(const std::string& name) {
     kernels_.erase(name);
     engines_.erase(name);
@@ -374,6 +380,7 @@ class Bench {
     p.k = refine;
     p.nprobe = nprobe;
     p.pool = pool;
+    p.simd_level = simd_;
     const std::vector<std::vector<Scored>> cands = index.Search(queries_.data.data(), nq(), p);
     const rosetta::kernels::KernelTable& kt = rosetta::kernels::ActiveKernels();
     const size_t k = opt_.k, dim = d();
@@ -438,6 +445,7 @@ class Bench {
   Options opt_;
   FlatMetric metric_ = FlatMetric::kL2;
   Pools pools_;
+  std::optional<rosetta::kernels::SimdLevel> simd_;
   std::map<std::string, std::unique_ptr<IvfPqIndex>> kernels_;
   std::map<std::string, std::unique_ptr<EngineEntry>> engines_;
 };
@@ -485,6 +493,17 @@ int Serve(Bench& bench) {
           if (!out) reply = "{\"error\": \"cannot write " + path + "\"}";
         }
       }
+    } else if (cmd == "simd") {
+      using rosetta::kernels::SimdLevel;
+      if (name == "auto") {
+        bench.SetSimd(std::nullopt);
+      } else if (name == "scalar" || name == "avx2" || name == "avx512") {
+        bench.SetSimd(name == "scalar" ? SimdLevel::kScalar
+                                       : name == "avx2" ? SimdLevel::kAvx2 : SimdLevel::kAvx512);
+      } else {
+        reply = "{\"error\": \"usage: simd scalar|avx2|avx512|auto\"}";
+      }
+      if (reply.empty()) reply = "{\"ok\": 1}";
     } else if (cmd == "drop") {
       reply = bench.Drop(name);
     } else {

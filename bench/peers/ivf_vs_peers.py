@@ -104,6 +104,9 @@ def parse_args():
     p.add_argument("--work-dir", default=None,
                    help="scratch space for the engine's databases (default: a temp dir)")
     p.add_argument("--out-dir", default=None)
+    p.add_argument("--rerender", metavar="RESULTS_JSON", default=None,
+                   help="only rewrite results.md beside RESULTS_JSON from it (keeps the notes "
+                        "after the notes marker)")
     return p.parse_args()
 
 
@@ -723,6 +726,8 @@ def ratios(res, T):
                     ("rosetta-engine-8bit", f8, "faiss-ivfpq-8bit", 1.0),
                     ("rosetta-kernel-4bit", f4, f4_name, 0.8),
                     ("rosetta-engine-4bit", f4, f4_name, 0.8)):
+                if ours not in sy:
+                    continue
                 o = qps(ours, threads, target)
                 out.setdefault("qps", {}).setdefault(key, {})[ours] = {
                     "vs": ref_name, "ours_qps": o, "peer_qps": ref,
@@ -763,6 +768,44 @@ def fmt(x, nd=0):
     return str(x)
 
 
+def summary_table(report):
+    """One row per data set and figure: every ratio against its target."""
+    T = report["params"]["threads"]
+    mark = lambda v: "—" if v is None else ("✔" if v else "✘")  # noqa: E731
+    lines = ["## Summary: ratios against the issue's targets", "",
+             "QPS at equal recall@10 (ours / peer; 4-bit peer = the faster of FAISS fast-scan "
+             "with and without residual encoding at that point), build time (T threads, wall), "
+             "index memory per vector. ✔ met, ✘ missed.", "",
+             "| data set | figure | kernel 8-bit (≥ 1.0) | engine 8-bit (≥ 1.0) | "
+             "kernel 4-bit (≥ 0.8) | engine 4-bit (≥ 0.8) |", "|---|---|---|---|---|---|"]
+    names = ("rosetta-kernel-8bit", "rosetta-engine-8bit", "rosetta-kernel-4bit",
+             "rosetta-engine-4bit")
+    for res in report["datasets"]:
+        ds, ra = res["dataset"]["name"], res["ratios"]
+        p = res["params"]
+        label = f"{ds} ({p['n'] // 1000}k x {p['d']})"
+        for key, row in ra.get("qps", {}).items():
+            cells = []
+            for n in names:
+                v = row.get(n)
+                cells.append("" if v is None else "— (no peer figure)" if v["ratio"] is None
+                             else f"{fmt(v['ratio'], 2)}x {mark(v['met'])}")
+            lines.append(f"| {label} | QPS {key.replace('t@', ' thread(s) @ recall ')} | "
+                         + " | ".join(cells) + " |")
+        b = ra.get("build", {})
+        lines.append(f"| {label} | build time (≤ 1.5x) | " + " | ".join(
+            "" if n not in b else f"{b[n]['ratio']:.2f}x {mark(b[n]['met'])} (CPU {b[n]['cpu_ratio']:.2f}x)"
+            for n in names) + " |")
+        mm = ra.get("memory", {})
+        lines.append(f"| {label} | B/vector (≤ code + 16) | " + " | ".join(
+            "" if n not in mm else
+            f"{mm[n]['bytes_per_vector']:.1f} / {mm[n]['limit']} {mark(mm[n]['met'])}"
+            + ("" if mm[n]["bytes_per_vector_lists_only"] is None else
+               f" (lists {mm[n]['bytes_per_vector_lists_only']:.1f} {mark(mm[n]['met_lists_only'])})")
+            for n in names) + " |")
+    return lines + [""]
+
+
 def markdown(report):
     m = report["machine"]
     T = report["params"]["threads"]
@@ -791,6 +834,7 @@ def markdown(report):
         "log-linear interpolation between the Pareto-frontier points around it.",
         "",
     ]
+    lines += summary_table(report)
     for res in report["datasets"]:
         ds, p, sy, ra = res["dataset"], res["params"], res["systems"], res["ratios"]
         lid = ds.get("lid_mle_k20")
@@ -858,8 +902,31 @@ def markdown(report):
     return "\n".join(lines)
 
 
+NOTES_MARKER = "<!-- notes: written by hand, kept when the tables are regenerated -->"
+
+
+def write_markdown(out_dir, report):
+    path = os.path.join(out_dir, "results.md")
+    md = markdown(report)
+    try:
+        old = open(path).read()
+        if NOTES_MARKER in old:
+            md = md.rstrip("\n") + "\n\n" + old[old.index(NOTES_MARKER):]
+    except OSError:
+        pass
+    with open(path, "w") as f:
+        f.write(md)
+    return md
+
+
 def main():
     args = parse_args()
+    if args.rerender:
+        report = json.load(open(args.rerender))
+        for res in report["datasets"]:
+            res["ratios"] = ratios(res, report["params"]["threads"])
+        print(write_markdown(os.path.dirname(os.path.abspath(args.rerender)), report))
+        return
     if not in_venv():
         reexec_in_venv()  # does not return
     import numpy as np
@@ -938,6 +1005,8 @@ def main():
                      .split("Version:")[-1].split("\n")[0].strip()},
         "simd": simd,
         "driver": os.path.relpath(driver, ROOT),
+        "driver_built_utc": datetime.datetime.fromtimestamp(
+            os.path.getmtime(driver), datetime.timezone.utc).isoformat(timespec="seconds"),
         "params": {"scale": args.scale, "threads": args.threads, "k": args.k,
                    "rounds": args.rounds, "min_time_s": args.min_time,
                    "sweep_min_time_s": args.sweep_min_time, "nprobe_grid": args.nprobe,
@@ -952,10 +1021,7 @@ def main():
     with open(os.path.join(out_dir, "results.json"), "w") as f:
         json.dump(report, f, indent=1)
         f.write("\n")
-    md = markdown(report)
-    with open(os.path.join(out_dir, "results.md"), "w") as f:
-        f.write(md)
-    print(md)
+    print(write_markdown(out_dir, report))
     log(f"written {out_dir}")
 
 
