@@ -41,9 +41,11 @@
 // not recomputed; only statistics that are missing or stale by the same rule are computed then,
 // with the same deterministic result (and persisted; if that fails they are used in memory).
 //
-// Search (engine/search.h): exact, over every live row; parallel over pages on the search thread
-// pool; results do not depend on the number of threads. `SearchRequest::exact` is accepted but
-// every search is exact today.
+// Search (engine/search.h): exact over its candidates, parallel over pages on the search thread
+// pool; results do not depend on the number of threads. Candidates are every live row, unless
+// the request allows indexes (`exact` false, the default) and a targeted field has a ready
+// sealed index: then the union of every field's index and uncovered-row candidates
+// (engine/index.h, docs/query-semantics.md "Indexes"), re-scored exactly.
 //
 // Thread safety: all methods may be called concurrently from any number of threads.
 #pragma once
