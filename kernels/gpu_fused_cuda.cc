@@ -13,14 +13,13 @@
 #include "kernels/cuda/fused_fields_math.cuh"
 #include "kernels/device.h"
 #include "kernels/gpu_fused.h"
+#include "kernels/gpu_status_internal.h"
 
 namespace rosetta::kernels {
 namespace {
 
-absl::Status ToStatus(const gpu::Error& e) {
-  if (e.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(e.code), e.message);
-}
+using internal::CheckCudaDevice;
+using internal::ToStatus;
 
 }  // namespace
 
@@ -49,16 +48,7 @@ absl::StatusOr<std::unique_ptr<GpuFieldSet>> GpuFieldSet::Upload(
   if (absl::Status s = internal::CheckFusedFields(rows, fields, "GpuFieldSet::Upload"); !s.ok()) {
     return s;
   }
-  const int count = CudaDeviceCount();
-  if (count == 0) {
-    return absl::UnavailableError(
-        "GPU fused scoring unavailable: no usable CUDA device (none present, or the driver is "
-        "missing or older than the CUDA runtime)");
-  }
-  if (device < 0 || device >= count) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("CUDA device ", device, " does not exist (", count, " usable)"));
-  }
+  if (absl::Status s = CheckCudaDevice(device, "GPU fused scoring"); !s.ok()) return s;
   try {
     std::vector<gpu::FieldHostData> host(fields.size());
     auto impl = std::make_unique<Impl>();

@@ -16,28 +16,13 @@
 #include "kernels/cuda/ivf_pq_backend.cuh"
 #include "kernels/device.h"
 #include "kernels/gpu_ivf_pq.h"
+#include "kernels/gpu_status_internal.h"
 
 namespace rosetta::kernels {
 namespace {
 
-absl::Status ToStatus(const gpu::Error& e) {
-  if (e.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(e.code), e.message);
-}
-
-absl::Status CheckDevice(int device) {
-  const int count = CudaDeviceCount();
-  if (count == 0) {
-    return absl::UnavailableError(
-        "GPU IVF-PQ unavailable: no usable CUDA device (none present, or the driver is missing "
-        "or older than the CUDA runtime)");
-  }
-  if (device < 0 || device >= count) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("CUDA device ", device, " does not exist (", count, " usable)"));
-  }
-  return absl::OkStatus();
-}
+using internal::CheckCudaDevice;
+using internal::ToStatus;
 
 }  // namespace
 
@@ -76,7 +61,7 @@ absl::StatusOr<std::unique_ptr<GpuIvfPqIndex>> GpuIvfPqIndex::Upload(
   if (options.refine_rows > std::numeric_limits<size_t>::max() / 4 / index.d()) {
     return absl::InvalidArgumentError("GpuIvfPqIndex::Upload: refine_rows overflows the size");
   }
-  if (absl::Status s = CheckDevice(options.device); !s.ok()) return s;
+  if (absl::Status s = CheckCudaDevice(options.device, "GPU IVF-PQ"); !s.ok()) return s;
   try {
     const size_t nlist = index.nlist(), m = index.m(), d = index.d();
     const size_t stride = (m + 15) / 16 * 16;

@@ -12,35 +12,20 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/gpu_backend.h"
+#include "kernels/gpu_status_internal.h"
 #include "kernels/device.h"
 #include "kernels/gpu_search.h"
 
 namespace rosetta::kernels {
 namespace {
 
-absl::Status ToStatus(const gpu::Error& e) {
-  if (e.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(e.code), e.message);
-}
+using internal::CheckCudaDevice;
+using internal::ToStatus;
 
 // Largest row count: ids are int32 on the device and kSentinelId is reserved.
 constexpr size_t kMaxRows = static_cast<size_t>(gpu::kSentinelId) - 1;
 // Largest dimension: the padded dimension is a cuBLAS int.
 constexpr size_t kMaxDim = size_t{1} << 24;
-
-absl::Status CheckDevice(int device) {
-  const int count = CudaDeviceCount();
-  if (count == 0) {
-    return absl::UnavailableError(
-        "GPU search unavailable: no usable CUDA device (none present, or the driver is missing "
-        "or older than the CUDA runtime)");
-  }
-  if (device < 0 || device >= count) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("CUDA device ", device, " does not exist (", count, " usable)"));
-  }
-  return absl::OkStatus();
-}
 
 }  // namespace
 
@@ -82,7 +67,7 @@ absl::StatusOr<std::unique_ptr<GpuMatrix>> GpuMatrix::Upload(const float* vector
     return absl::InvalidArgumentError(
         absl::StrCat("GpuMatrix::Upload: n=", n, " x d=", d, " overflows the byte count"));
   }
-  if (absl::Status s = CheckDevice(options.device); !s.ok()) return s;
+  if (absl::Status s = CheckCudaDevice(options.device, "GPU search"); !s.ok()) return s;
   try {
     auto impl = std::make_unique<Impl>();
     impl->n = n;
@@ -169,7 +154,7 @@ absl::StatusOr<std::vector<std::vector<Scored>>> GpuFlatSearch(const GpuMatrix& 
 }
 
 absl::StatusOr<GpuDeviceInfo> GetGpuDeviceInfo(int device) {
-  if (absl::Status s = CheckDevice(device); !s.ok()) return s;
+  if (absl::Status s = CheckCudaDevice(device, "GPU search"); !s.ok()) return s;
   try {
     gpu::DeviceInfo info;
     const gpu::Error e = gpu::QueryDeviceInfo(device, &info);
@@ -193,7 +178,7 @@ absl::StatusOr<GpuDeviceInfo> GetGpuDeviceInfo(int device) {
 }
 
 absl::StatusOr<double> GpuTimeDeviceCopy(int device, size_t bytes, int reps) {
-  if (absl::Status s = CheckDevice(device); !s.ok()) return s;
+  if (absl::Status s = CheckCudaDevice(device, "GPU search"); !s.ok()) return s;
   if (bytes < 4) return absl::InvalidArgumentError("GpuTimeDeviceCopy: bytes must be >= 4");
   try {
     double seconds = 0;
