@@ -165,14 +165,19 @@ struct Database::Impl {
   IndexBuildProgress ProgressLocked(const Collection& c) const;  // c.write_mu held.
 
   // One validated query on one snapshot: through the indexes when the request allows it and a
-  // targeted field has a ready index, else exhaustive.
+  // targeted field has a ready index, else exhaustive. An indexed query that reads less than
+  // kParallelIndexScanBytes of codes runs on the calling thread alone: waking pool workers
+  // would cost about as much as the scan, and concurrent clients then each keep a core busy
+  // instead of queueing on the shared pool.
   absl::StatusOr<SearchResponse> SearchOne(const Layout& layout, const Snapshot& snap,
                                            const SearchRequest& request) const {
+    kernels::ThreadPool* p =
+        EstimateIndexScanBytes(layout, snap, request) >= kParallelIndexScanBytes ? pool : nullptr;
     ASSIGN_OR_RETURN(std::optional<CandidateUnion> candidates,
-                     GatherCandidates(layout, snap, request, pool));
+                     GatherCandidates(layout, snap, request, p));
     if (!candidates.has_value()) return ExecuteSearch(layout, snap, request, pool);
     ASSIGN_OR_RETURN(SearchResponse response,
-                     ExecuteSearch(layout, snap, request, pool, nullptr, &candidates->rows));
+                     ExecuteSearch(layout, snap, request, p, nullptr, &candidates->rows));
     response.exact = false;
     response.plan = std::move(candidates->plan);
     return response;
@@ -305,7 +310,7 @@ absl::StatusOr<std::shared_ptr<Collection>> Database::Impl::Load(
           sealed->push_back(std::move(s));
           return absl::OkStatus();
         }));
-    seg.SetSealed(sealed, ComputeCovered(lay, *sealed, seg.writer_rows()));
+    seg.SetSealed(sealed, ComputeCovered(lay, *sealed, seg, seg.writer_rows()));
   }
   // Loaded statistics are kept; only missing or stale ones are computed. If persisting them
   // fails they are still used in memory (and the store is then read-only: see store.h).
@@ -831,12 +836,29 @@ absl::StatusOr<std::vector<SearchResponse>> Database::SearchBatch(
         }
       }
     }
-    for (size_t i : singles) {
-      const auto start = Clock::now();
-      auto r = impl_->SearchOne(layout, *snap, requests[i]);
-      if (!r.ok()) return Annotate(r.status(), "query " + std::to_string(i) + ": ");
-      r->took_us = micros(Clock::now() - start);
-      out[i] = std::move(*r);
+    // The other queries run in parallel over queries (each query's own parallel loops then run
+    // inline on its worker); the first failing query, in request order, is reported.
+    std::vector<absl::Status> failed(singles.size());
+    auto run_singles = [&](size_t b, size_t e) {
+      for (size_t j = b; j < e; ++j) {
+        const size_t i = singles[j];
+        const auto start = Clock::now();
+        auto r = impl_->SearchOne(layout, *snap, requests[i]);
+        if (!r.ok()) {
+          failed[j] = r.status();
+          continue;
+        }
+        r->took_us = micros(Clock::now() - start);
+        out[i] = std::move(*r);
+      }
+    };
+    if (impl_->pool != nullptr && singles.size() > 1) {
+      impl_->pool->ParallelFor(singles.size(), 1, run_singles);
+    } else {
+      run_singles(0, singles.size());
+    }
+    for (size_t j = 0; j < singles.size(); ++j) {
+      if (!failed[j].ok()) return Annotate(failed[j], "query " + std::to_string(singles[j]) + ": ");
     }
     return out;
   });
@@ -967,7 +989,7 @@ void Database::Impl::RunBuild(const std::shared_ptr<Collection>& c,
       }
     }
     if (!(*built)->member_rows.empty()) sealed->push_back(*built);
-    seg.SetSealed(sealed, ComputeCovered(c->layout(), *sealed, seg.writer_rows()));
+    seg.SetSealed(sealed, ComputeCovered(c->layout(), *sealed, seg, seg.writer_rows()));
     if (!(*built)->member_rows.empty()) {
       batch.PutStat(c->id(), SegmentStatKey(job->id), artifact);
     }

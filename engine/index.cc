@@ -256,14 +256,18 @@ absl::StatusOr<std::shared_ptr<SealedSegment>> LoadSealedSegment(
 }
 
 std::shared_ptr<const CoveredRows> ComputeCovered(const Layout& layout, const SealedList& sealed,
-                                                  size_t rows) {
+                                                  const Segment& segment, size_t rows) {
   auto covered = std::make_shared<CoveredRows>(layout.fields.size());
   const size_t words = (rows + 63) / 64;
-  std::vector<std::shared_ptr<std::vector<uint64_t>>> bits(layout.fields.size());
+  std::vector<std::shared_ptr<FieldCoverage>> cov(layout.fields.size());
   for (const auto& seg : sealed) {
     for (const SealedFieldIndex& fi : seg->fields) {
-      if (!bits[fi.field]) bits[fi.field] = std::make_shared<std::vector<uint64_t>>(words, 0);
-      auto& b = *bits[fi.field];
+      if (!cov[fi.field]) {
+        cov[fi.field] = std::make_shared<FieldCoverage>();
+        cov[fi.field]->rows = rows;
+        cov[fi.field]->bits.assign(words, 0);
+      }
+      auto& b = cov[fi.field]->bits;
       const kernels::IvfPqIndex& index = *fi.index;
       // Only members that are in the index are covered (members without the field are not in
       // it, and have nothing to cover).
@@ -276,7 +280,19 @@ std::shared_ptr<const CoveredRows> ComputeCovered(const Layout& layout, const Se
       }
     }
   }
-  for (size_t f = 0; f < bits.size(); ++f) (*covered)[f] = std::move(bits[f]);
+  // Open pages: whole pages below `rows` with a vector of the field that is not covered.
+  const size_t whole_pages = rows / kPageRows;
+  for (size_t f = 0; f < cov.size(); ++f) {
+    if (!cov[f]) continue;
+    for (size_t p = 0; p < whole_pages; ++p) {
+      uint64_t open = 0;
+      for (size_t w = p * kPageWords; w < (p + 1) * kPageWords; ++w) {
+        open |= segment.WriterPresentWord(f, w) & ~cov[f]->bits[w];
+      }
+      if (open != 0) cov[f]->open_pages.push_back(static_cast<uint32_t>(p));
+    }
+    (*covered)[f] = std::move(cov[f]);
+  }
   return covered;
 }
 
@@ -288,21 +304,33 @@ struct TargetQuery {
 };
 
 // The `k` best rows of the exhaustive part of one field: live, passing the filter, having the
-// field, not covered by an index.
+// field, not covered by an index. Visits only the pages the field's coverage leaves open (every
+// page when no index covers the field).
 std::vector<kernels::Scored> ScanUncovered(const Snapshot& snap, const TargetQuery& t,
                                            const CompiledFilter& filter, size_t k,
                                            kernels::ThreadPool* pool, int64_t* scanned) {
   const kernels::KernelTable& kt = kernels::ActiveKernels();
   const size_t pages = snap.num_pages();
   const size_t f = t.spec->id, d = t.spec->dim;
+  const FieldCoverage* cov =
+      snap.covered && f < snap.covered->size() ? (*snap.covered)[f].get() : nullptr;
+  // The pages to visit: the open ones, then every page from the coverage's end on.
+  std::vector<uint32_t> visit;
+  if (cov != nullptr) {
+    for (uint32_t p : cov->open_pages) {
+      if (p < pages) visit.push_back(p);
+    }
+    for (size_t p = cov->rows / kPageRows; p < pages; ++p) visit.push_back(static_cast<uint32_t>(p));
+  }
+  const size_t n = cov != nullptr ? visit.size() : pages;
   std::mutex mu;
   kernels::TopK merged(k);
   std::atomic<int64_t> total{0};
-  auto run = [&](size_t pb, size_t pe) {
+  auto run = [&](size_t vb, size_t ve) {
     kernels::TopK top(k);
-    std::vector<float> out(kPageRows);
     int64_t count = 0;
-    for (size_t p = pb; p < pe; ++p) {
+    for (size_t v = vb; v < ve; ++v) {
+      const size_t p = cov != nullptr ? visit[v] : v;
       const Page& page = snap.page(p);
       const size_t begin = p * kPageRows;
       const size_t rows = std::min(kPageRows, snap.rows - begin);
@@ -311,18 +339,15 @@ std::vector<kernels::Scored> ScanUncovered(const Snapshot& snap, const TargetQue
       for (size_t w = 0; w < kPageWords; ++w) {
         const size_t gw = p * kPageWords + w;
         uint64_t bits = snap.RowMask(gw) & ~snap.TombstoneWord(gw) & page.PresentWord(f, w);
-        if (snap.covered && f < snap.covered->size() && (*snap.covered)[f]) {
-          const auto& cov = *(*snap.covered)[f];
-          if (gw < cov.size()) bits &= ~cov[gw];
-        }
+        if (cov != nullptr && gw < cov->bits.size()) bits &= ~cov->bits[gw];
         for (size_t hf : filter.has_fields()) bits &= page.PresentWord(hf, w);
         for (uint64_t b = bits; b; b &= b - 1) {
           const size_t i = w * 64 + static_cast<size_t>(__builtin_ctzll(b));
           if (i >= rows) break;
           if (filter.has_predicates() && !filter.Matches(*page.row(i).meta)) continue;
-          const float* v = data + i * d;
-          const float s = t.spec->metric == Metric::kL2 ? 0.0f - kt.l2sqr(t.query, v, d)
-                                                        : kt.dot(t.query, v, d);
+          const float* vec = data + i * d;
+          const float s = t.spec->metric == Metric::kL2 ? 0.0f - kt.l2sqr(t.query, vec, d)
+                                                        : kt.dot(t.query, vec, d);
           top.Push(s, static_cast<int64_t>(begin + i));
           ++count;
         }
@@ -332,45 +357,73 @@ std::vector<kernels::Scored> ScanUncovered(const Snapshot& snap, const TargetQue
     std::lock_guard<std::mutex> lock(mu);
     merged.Merge(top);
   };
-  if (pool == nullptr || pages <= 16) {
-    if (pages > 0) run(0, pages);
+  if (pool == nullptr || n <= 16) {
+    if (n > 0) run(0, n);
   } else {
-    pool->ParallelFor(pages, 16, run);
+    pool->ParallelFor(n, 16, run);
   }
   *scanned = total.load();
   return merged.TakeSorted();
 }
 
+// Every (field, ready index) a non-exact search of `request` uses, in field id order.
+absl::StatusOr<std::vector<TargetQuery>> Targets(const Layout& layout, const SearchRequest& request) {
+  std::vector<TargetQuery> targets;
+  for (const QueryInput& in : request.inputs) {
+    for (const std::string& name : in.fields) {
+      const FieldSpec* spec = layout.FindField(name);
+      if (spec == nullptr) return absl::InvalidArgumentError("unknown field \"" + name + "\"");
+      targets.push_back(TargetQuery{spec, in.vector.data()});
+    }
+  }
+  std::sort(targets.begin(), targets.end(),
+            [](const TargetQuery& a, const TargetQuery& b) { return a.spec->id < b.spec->id; });
+  return targets;
+}
+
+size_t ProbesFor(const SearchRequest& request, const kernels::IvfPqIndex& index) {
+  return request.nprobe > 0 ? static_cast<size_t>(request.nprobe)
+                            : kernels::DefaultNprobe(index.nlist());
+}
+
 }  // namespace
+
+size_t EstimateIndexScanBytes(const Layout& layout, const Snapshot& snap,
+                              const SearchRequest& request) {
+  if (request.exact || !snap.sealed || snap.sealed->empty()) return 0;
+  absl::StatusOr<std::vector<TargetQuery>> targets = Targets(layout, request);
+  if (!targets.ok()) return 0;
+  size_t bytes = 0;
+  for (const TargetQuery& t : *targets) {
+    for (const auto& seg : *snap.sealed) {
+      const SealedFieldIndex* fi = seg->Find(t.spec->id);
+      if (fi == nullptr || fi->index->nlist() == 0) continue;
+      const kernels::IvfPqIndex& index = *fi->index;
+      const size_t probes = std::min(ProbesFor(request, index), index.nlist());
+      const size_t code_bytes = (index.m() * index.nbits() + 7) / 8;
+      bytes += index.size() * probes / index.nlist() * code_bytes;
+    }
+  }
+  return bytes;
+}
 
 absl::StatusOr<std::optional<CandidateUnion>> GatherCandidates(const Layout& layout,
                                                                const Snapshot& snap,
                                                                const SearchRequest& request,
                                                                kernels::ThreadPool* pool) {
   if (request.exact || !snap.sealed || snap.sealed->empty()) return std::nullopt;
-  std::vector<TargetQuery> targets;
+  ASSIGN_OR_RETURN(std::vector<TargetQuery> targets, Targets(layout, request));
   bool any_index = false;
-  for (const QueryInput& in : request.inputs) {
-    for (const std::string& name : in.fields) {
-      const FieldSpec* spec = layout.FindField(name);
-      if (spec == nullptr) return absl::InvalidArgumentError("unknown field \"" + name + "\"");
-      targets.push_back(TargetQuery{spec, in.vector.data()});
-      for (const auto& seg : *snap.sealed) any_index |= seg->Find(spec->id) != nullptr;
-    }
+  for (const TargetQuery& t : targets) {
+    for (const auto& seg : *snap.sealed) any_index |= seg->Find(t.spec->id) != nullptr;
   }
   if (!any_index) return std::nullopt;
-  std::sort(targets.begin(), targets.end(),
-            [](const TargetQuery& a, const TargetQuery& b) { return a.spec->id < b.spec->id; });
   ASSIGN_OR_RETURN(CompiledFilter filter, CompiledFilter::Compile(request.filter, layout));
 
   const size_t k = static_cast<size_t>(request.k);
   const size_t refine = request.refine > 0 ? static_cast<size_t>(request.refine)
                                            : kernels::DefaultRefine(k);
   CandidateUnion out;
-  out.rows.assign((snap.rows + 63) / 64, 0);
-  auto add = [&](size_t row, std::vector<uint64_t>& field_rows) {
-    field_rows[row >> 6] |= uint64_t{1} << (row & 63);
-  };
   // Whether a row may be a candidate: live and passing the filter (has-field conditions
   // included). The field's own presence is implied by being in its index.
   auto eligible = [&](size_t row) {
@@ -380,10 +433,11 @@ absl::StatusOr<std::optional<CandidateUnion>> GatherCandidates(const Layout& lay
     }
     return !filter.has_predicates() || filter.Matches(*snap.row(row).meta);
   };
+  std::vector<uint32_t> field_rows;
   for (const TargetQuery& t : targets) {
     FieldPlan plan;
     plan.field = t.spec->name;
-    std::vector<uint64_t> field_rows(out.rows.size(), 0);
+    field_rows.clear();
     for (const auto& seg : *snap.sealed) {
       const SealedFieldIndex* fi = seg->Find(t.spec->id);
       if (fi == nullptr) continue;
@@ -391,8 +445,7 @@ absl::StatusOr<std::optional<CandidateUnion>> GatherCandidates(const Layout& lay
       // 4-bit codes rank coarser than 8-bit ones: their default re-ranks more candidates.
       p.k = request.refine > 0 ? static_cast<size_t>(request.refine)
                                : kernels::DefaultRefine(k, fi->index->nbits());
-      p.nprobe = request.nprobe > 0 ? static_cast<size_t>(request.nprobe)
-                                    : kernels::DefaultNprobe(fi->index->nlist());
+      p.nprobe = ProbesFor(request, *fi->index);
       p.pool = pool;
       const SealedSegment* s = seg.get();
       p.skip_if = [&, s](uint32_t member) {
@@ -403,18 +456,24 @@ absl::StatusOr<std::optional<CandidateUnion>> GatherCandidates(const Layout& lay
       plan.nprobe = static_cast<int64_t>(std::min(p.nprobe, fi->index->nlist()));
       ++plan.indexed_segments;
       std::vector<std::vector<kernels::Scored>> res = fi->index->Search(t.query, 1, p);
-      for (const kernels::Scored& c : res[0]) add(s->member_rows[static_cast<size_t>(c.id)], field_rows);
+      for (const kernels::Scored& c : res[0]) {
+        field_rows.push_back(s->member_rows[static_cast<size_t>(c.id)]);
+      }
     }
     if (plan.index.empty()) plan.index = "flat";
     for (const kernels::Scored& c : ScanUncovered(snap, t, filter, refine, pool, &plan.scanned_rows)) {
-      add(static_cast<size_t>(c.id), field_rows);
+      field_rows.push_back(static_cast<uint32_t>(c.id));
     }
-    for (size_t w = 0; w < field_rows.size(); ++w) {
-      plan.candidates += __builtin_popcountll(field_rows[w]);
-      out.rows[w] |= field_rows[w];
-    }
+    // A row is a member of at most one segment and the uncovered scan skips covered rows, so
+    // duplicates should not occur; deduplicating costs little and does not rely on it.
+    std::sort(field_rows.begin(), field_rows.end());
+    field_rows.erase(std::unique(field_rows.begin(), field_rows.end()), field_rows.end());
+    plan.candidates = static_cast<int64_t>(field_rows.size());
+    out.rows.insert(out.rows.end(), field_rows.begin(), field_rows.end());
     out.plan.push_back(std::move(plan));
   }
+  std::sort(out.rows.begin(), out.rows.end());
+  out.rows.erase(std::unique(out.rows.begin(), out.rows.end()), out.rows.end());
   return std::optional<CandidateUnion>(std::move(out));
 }
 

@@ -48,6 +48,10 @@ inline constexpr uint32_t kDeadMember = UINT32_MAX;
 // exhaustive scan is as fast).
 inline constexpr size_t kMinIndexVectors = 1000;
 inline constexpr uint32_t kSegmentFormatVersion = 1;
+// A non-exact query whose index scans read fewer code bytes than this (EstimateIndexScanBytes)
+// runs on the calling thread only: at a few GB/s per core that is tens of microseconds, about what
+// waking the pool's workers costs.
+inline constexpr size_t kParallelIndexScanBytes = size_t{256} << 10;
 
 struct SealedFieldIndex {
   size_t field = 0;
@@ -93,23 +97,32 @@ absl::StatusOr<std::shared_ptr<SealedSegment>> LoadSealedSegment(
     const std::function<std::optional<size_t>(const std::string&)>& row_of_id,
     const std::function<const float*(size_t field, size_t row)>& vector_of);
 
-// The coverage bitmaps (per field id) of a list of segments, for `rows` rows.
+// The coverage (per field id) of a list of segments over the segment's first `rows` rows
+// (rows <= segment.writer_rows(); called by the writer).
 std::shared_ptr<const CoveredRows> ComputeCovered(const Layout& layout, const SealedList& sealed,
-                                                  size_t rows);
+                                                  const Segment& segment, size_t rows);
 
 // Candidate generation for a non-exact search (request validated): per targeted field, the best
 // `refine` candidates of every ready segment's index (nprobe lists) and of an exact scan of the
 // rows no index covers, live and passing the filter. Returns the union as a row bitmap
 // (num_pages() * kPageWords words) and the plan per targeted field. Returns nullopt when no
 // targeted field has a ready index (the caller runs the exhaustive search).
+// The work is proportional to the candidates and the probed lists, not to the collection: the
+// uncovered scan visits only the pages FieldCoverage leaves open.
 struct CandidateUnion {
-  std::vector<uint64_t> rows;
+  std::vector<uint32_t> rows;  // ascending, distinct.
   std::vector<FieldPlan> plan;
 };
 absl::StatusOr<std::optional<CandidateUnion>> GatherCandidates(const Layout& layout,
                                                                const Snapshot& snapshot,
                                                                const SearchRequest& request,
                                                                kernels::ThreadPool* pool);
+
+// Estimated bytes a non-exact search of `request` reads from the indexes (codes of the probed
+// lists, over every targeted field and ready segment), for deciding whether the query is worth
+// spreading over the search pool.
+size_t EstimateIndexScanBytes(const Layout& layout, const Snapshot& snapshot,
+                              const SearchRequest& request);
 
 // Fingerprint of a vector (FNV-1a over its float bits; never 0).
 uint64_t VectorFingerprint(const float* v, size_t dim);

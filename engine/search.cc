@@ -36,12 +36,12 @@ struct TargetField {
   const float* query = nullptr;
   std::string modality;      // the query modality used for calibration.
   double base_weight = 1.0;  // (query weight or schema weight) x input weight.
-  std::vector<uint64_t> mask;  // candidate rows having the field.
-  // Raw scores by row (valid where mask is set): computed into raw_owned, or precomputed by
-  // the caller (SearchBatch's grouped scoring).
+  std::vector<uint64_t> mask;  // candidate positions having the field.
+  // Raw scores by position (valid where mask is set): computed into raw_owned, or precomputed
+  // by the caller (SearchBatch's grouped scoring).
   std::unique_ptr<float[]> raw_owned;
   const float* raw = nullptr;
-  std::vector<PageStats> page_stats;
+  std::vector<PageStats> page_stats;  // per block.
   std::vector<double> page_sq;
   int64_t count = 0;
   double mean = 0;
@@ -49,7 +49,7 @@ struct TargetField {
   double center = 0;
   double denom = 1;
   double constant = 0;
-  std::vector<uint32_t> rank;  // rrf: 1-based rank per row (valid where mask is set).
+  std::vector<uint32_t> rank;  // rrf: 1-based rank per position (valid where mask is set).
 
   bool Has(size_t r) const { return (mask[r >> 6] >> (r & 63)) & 1; }
   double Normalize(float raw_score) const {
@@ -71,22 +71,25 @@ class Executor {
  public:
   Executor(const Layout& layout, const Snapshot& snap, const SearchRequest& request,
            kernels::ThreadPool* pool, const float* precomputed_raw,
-           const std::vector<uint64_t>* restrict_rows)
+           const std::vector<uint32_t>* restrict_rows)
       : layout_(layout), snap_(snap), req_(request), pool_(pool),
         precomputed_raw_(precomputed_raw), restrict_(restrict_rows) {}
 
   absl::StatusOr<SearchResponse> Run();
 
  private:
-  void ForPages(const std::function<void(size_t, size_t)>& fn) const {
-    const size_t pages = snap_.num_pages();
-    if (pool_ == nullptr || pages <= kPagesPerTask) {
-      if (pages > 0) fn(0, pages);
+  // fn(first block, end block) over every block, in parallel.
+  void ForBlocks(const std::function<void(size_t, size_t)>& fn) const {
+    if (pool_ == nullptr || blocks_ <= kPagesPerTask) {
+      if (blocks_ > 0) fn(0, blocks_);
       return;
     }
-    pool_->ParallelFor(pages, kPagesPerTask, fn);
+    pool_->ParallelFor(blocks_, kPagesPerTask, fn);
   }
+  // Candidates and raw scores of one block: a page of rows (exhaustive), or kPageRows
+  // candidate positions (restricted).
   void ScorePage(size_t p, const CompiledFilter& filter);
+  void ScoreRestrictedBlock(size_t b, const CompiledFilter& filter);
   void ComputeNormalisation();
   void ComputeRrfRanks();
   // Fused score of row r; false if the row is not eligible (no targeted field, or `require`
@@ -94,8 +97,9 @@ class Executor {
   bool FuseRow(size_t r, float* score, FieldExplanation* expl) const;
   // Rank of each hit (sorted best first) in each field, for the explanations.
   std::vector<std::vector<int64_t>> HitRanks(const std::vector<size_t>& hits) const;
-  const std::string& Id(size_t r) const { return snap_.row(r).id; }
-  // r ranks before s in field t: raw desc, then id asc.
+  size_t RowOf(size_t pos) const { return restrict_ != nullptr ? (*restrict_)[pos] : pos; }
+  const std::string& Id(size_t pos) const { return snap_.row(RowOf(pos)).id; }
+  // Position r ranks before position s in field t: raw desc, then id asc.
   bool RanksBefore(const TargetField& t, size_t r, size_t s) const {
     const float a = t.raw[r], b = t.raw[s];
     if (a != b) return a > b;
@@ -107,8 +111,10 @@ class Executor {
   const SearchRequest& req_;
   kernels::ThreadPool* pool_;
   const float* precomputed_raw_;
-  const std::vector<uint64_t>* restrict_;  // candidate rows, or nullptr for every row.
+  const std::vector<uint32_t>* restrict_;  // candidate rows, or nullptr for every row.
   const kernels::KernelTable& kt_ = kernels::ActiveKernels();
+  size_t positions_ = 0;  // rows (exhaustive) or candidates (restricted).
+  size_t blocks_ = 0;     // ceil(positions_ / kPageRows).
   std::vector<TargetField> targets_;
   std::vector<uint64_t> candidates_;
 };
@@ -121,7 +127,6 @@ void Executor::ScorePage(size_t p, const CompiledFilter& filter) {
   for (size_t w = 0; w < kPageWords; ++w) {
     const size_t gw = p * kPageWords + w;
     uint64_t bits = snap_.RowMask(gw) & ~snap_.TombstoneWord(gw);
-    if (restrict_ != nullptr) bits &= gw < restrict_->size() ? (*restrict_)[gw] : 0;
     for (size_t f : filter.has_fields()) bits &= page.PresentWord(f, w);
     if (filter.has_predicates()) {
       uint64_t keep = 0;
@@ -138,13 +143,11 @@ void Executor::ScorePage(size_t p, const CompiledFilter& filter) {
     PageStats& st = t.page_stats[p];
     uint64_t fmask[kPageWords];
     bool any = false;
-    int count = 0;
     for (size_t w = 0; w < kPageWords; ++w) {
       const size_t gw = p * kPageWords + w;
       fmask[w] = cand[w] & page.PresentWord(t.field, w);
       if (gw < t.mask.size()) t.mask[gw] = fmask[w];
       any |= fmask[w] != 0;
-      count += __builtin_popcountll(fmask[w]);
     }
     if (!any) continue;
     const float* data = page.FieldData(t.field);
@@ -162,15 +165,6 @@ void Executor::ScorePage(size_t p, const CompiledFilter& filter) {
           out[i] = 0.0f - kt_.l2sqr(t.query, data + i * d, d);
         }
       }
-    } else if (restrict_ != nullptr && count < 32) {
-      // A few candidate rows (an index narrowed them): score just those, with the same
-      // one-query kernel the whole-page pass uses.
-      for (size_t w = 0; w < kPageWords; ++w) {
-        for (uint64_t b = fmask[w]; b; b &= b - 1) {
-          const size_t i = w * 64 + static_cast<size_t>(__builtin_ctzll(b));
-          kt_.inner_products(t.query, 1, data + i * d, 1, d, out + i, 1);
-        }
-      }
     } else {
       // The whole page (rows without the field are zero and ignored): one blocked pass.
       kt_.inner_products(t.query, 1, data, rows, d, out, rows);
@@ -183,6 +177,53 @@ void Executor::ScorePage(size_t p, const CompiledFilter& filter) {
         st.min = std::min(st.min, s);
         st.max = std::max(st.max, s);
       }
+    }
+  }
+}
+
+void Executor::ScoreRestrictedBlock(size_t b, const CompiledFilter& filter) {
+  const size_t begin = b * kPageRows;
+  const size_t end = std::min(positions_, begin + kPageRows);
+  for (size_t w = b * kPageWords; w < (b + 1) * kPageWords && w < candidates_.size(); ++w) {
+    uint64_t bits = 0;
+    for (size_t pos = w * 64; pos < std::min(end, w * 64 + 64); ++pos) {
+      const size_t r = RowOf(pos);
+      if (r >= snap_.rows || !snap_.Live(r)) continue;
+      const Page& page = snap_.page(r >> kPageShift);
+      const size_t i = r & (kPageRows - 1);
+      bool ok = true;
+      for (size_t f : filter.has_fields()) ok = ok && page.Present(f, i);
+      if (!ok || (filter.has_predicates() && !filter.Matches(*page.row(i).meta))) continue;
+      bits |= uint64_t{1} << (pos & 63);
+    }
+    candidates_[w] = bits;
+    for (TargetField& t : targets_) {
+      PageStats& st = t.page_stats[b];
+      uint64_t fmask = 0;
+      for (uint64_t m = bits; m; m &= m - 1) {
+        const size_t pos = w * 64 + static_cast<size_t>(__builtin_ctzll(m));
+        const size_t r = RowOf(pos);
+        const Page& page = snap_.page(r >> kPageShift);
+        const size_t i = r & (kPageRows - 1);
+        if (!page.Present(t.field, i)) continue;
+        fmask |= uint64_t{1} << (pos & 63);
+        const size_t d = t.spec->dim;
+        const float* v = page.FieldData(t.field) + i * d;
+        float s;
+        if (t.spec->metric == Metric::kL2) {
+          s = 0.0f - kt_.l2sqr(t.query, v, d);  // +0 for an exact match, as in ScorePage.
+        } else {
+          // The one-query kernel the exhaustive pass uses, so a row's raw score does not depend
+          // on whether an index proposed it.
+          kt_.inner_products(t.query, 1, v, 1, d, &s, 1);
+        }
+        t.raw_owned[pos] = s;
+        ++st.count;
+        st.sum += s;
+        st.min = std::min(st.min, s);
+        st.max = std::max(st.max, s);
+      }
+      t.mask[w] = fmask;
     }
   }
 }
@@ -238,8 +279,8 @@ void Executor::ComputeNormalisation() {
     }
   }
   if (need_sq.empty()) return;
-  for (TargetField* t : need_sq) t->page_sq.assign(snap_.num_pages(), 0.0);
-  ForPages([&](size_t pb, size_t pe) {
+  for (TargetField* t : need_sq) t->page_sq.assign(blocks_, 0.0);
+  ForBlocks([&](size_t pb, size_t pe) {
     for (TargetField* t : need_sq) {
       for (size_t p = pb; p < pe; ++p) {
         if (t->page_stats[p].count == 0) continue;
@@ -280,7 +321,7 @@ void Executor::ComputeRrfRanks() {
     }
     std::sort(rows.begin(), rows.end(),
               [&](uint32_t a, uint32_t b) { return RanksBefore(t, a, b); });
-    t.rank.assign(snap_.rows, 0);
+    t.rank.assign(positions_, 0);
     for (size_t i = 0; i < rows.size(); ++i) t.rank[rows[i]] = static_cast<uint32_t>(i + 1);
   }
 }
@@ -291,7 +332,7 @@ bool Executor::FuseRow(size_t r, float* score, FieldExplanation* expl) const {
   for (const TargetField& t : targets_) present += t.Has(r);
   if (present == 0) return false;
   if (req_.missing == Missing::kRequire && present != nt) return false;
-  const RowMeta* meta = snap_.any_record_weights ? snap_.row(r).meta.get() : nullptr;
+  const RowMeta* meta = snap_.any_record_weights ? snap_.row(RowOf(r)).meta.get() : nullptr;
   // Effective weights w_f(r); S_T (record weight 1 for missing fields) and S_P.
   double s_t = 0, s_p = 0;
   double w[64];
@@ -377,7 +418,7 @@ std::vector<std::vector<int64_t>> Executor::HitRanks(const std::vector<size_t>& 
     const float worst = t.raw[hits[order.back()]];
     std::vector<int64_t> diff(order.size() + 1, 0);
     std::mutex mu;
-    ForPages([&](size_t pb, size_t pe) {
+    ForBlocks([&](size_t pb, size_t pe) {
       std::vector<int64_t> local(order.size() + 1, 0);
       bool touched = false;
       for (size_t w = pb * kPageWords; w < pe * kPageWords && w < t.mask.size(); ++w) {
@@ -437,24 +478,39 @@ absl::StatusOr<SearchResponse> Executor::Run() {
   SearchResponse response;
   if (targets_.empty() || snap_.rows == 0) return response;
 
-  const size_t n = snap_.rows;
-  const size_t words = (n + 63) / 64;
-  const size_t pages = snap_.num_pages();
+  if (restrict_ != nullptr) {
+    // Candidate rows beyond the snapshot cannot be read: drop them from the end (ascending).
+    size_t c = restrict_->size();
+    while (c > 0 && (*restrict_)[c - 1] >= snap_.rows) --c;
+    positions_ = c;
+  } else {
+    positions_ = snap_.rows;
+  }
+  blocks_ = (positions_ + kPageRows - 1) / kPageRows;
+  if (positions_ == 0) return response;
+  const size_t words = (positions_ + 63) / 64;
+  const size_t slots = blocks_ * kPageRows;
   candidates_.assign(words, 0);
   for (TargetField& t : targets_) {
     t.mask.assign(words, 0);
-    if (precomputed_raw_ != nullptr && targets_.size() == 1) {
+    if (precomputed_raw_ != nullptr && targets_.size() == 1 && restrict_ == nullptr) {
       t.raw = precomputed_raw_;
     } else {
-      t.raw_owned.reset(new float[pages * kPageRows]);
+      t.raw_owned.reset(new float[slots]);
       t.raw = t.raw_owned.get();
     }
-    t.page_stats.assign(pages, PageStats{});
+    t.page_stats.assign(blocks_, PageStats{});
   }
 
   // 1-2. Candidates and raw scores.
-  ForPages([&](size_t pb, size_t pe) {
-    for (size_t p = pb; p < pe; ++p) ScorePage(p, *filter);
+  ForBlocks([&](size_t pb, size_t pe) {
+    for (size_t p = pb; p < pe; ++p) {
+      if (restrict_ != nullptr) {
+        ScoreRestrictedBlock(p, *filter);
+      } else {
+        ScorePage(p, *filter);
+      }
+    }
   });
   // 3-4. Normalisation, ranks.
   ComputeNormalisation();
@@ -462,11 +518,11 @@ absl::StatusOr<SearchResponse> Executor::Run() {
 
   // 5. Fused scores and top-k by (score, row).
   const size_t k = static_cast<size_t>(std::max(req_.k, 1));
-  std::unique_ptr<float[]> scores(new float[pages * kPageRows]);
+  std::unique_ptr<float[]> scores(new float[slots]);
   std::vector<uint64_t> eligible(words, 0);
   kernels::TopK best(k);
   std::mutex mu;
-  ForPages([&](size_t pb, size_t pe) {
+  ForBlocks([&](size_t pb, size_t pe) {
     kernels::TopK local(k);
     for (size_t w = pb * kPageWords; w < pe * kPageWords && w < words; ++w) {
       uint64_t ok = 0;
@@ -512,7 +568,7 @@ absl::StatusOr<SearchResponse> Executor::Run() {
   response.results.reserve(hits.size());
   for (size_t h = 0; h < hits.size(); ++h) {
     const size_t r = hits[h];
-    const RowInfo& row = snap_.row(r);
+    const RowInfo& row = snap_.row(RowOf(r));
     Hit hit;
     hit.id = row.id;
     float s = 0;
@@ -540,7 +596,7 @@ absl::StatusOr<SearchResponse> ExecuteSearch(const Layout& layout, const Snapsho
                                              const SearchRequest& request,
                                              kernels::ThreadPool* pool,
                                              const float* precomputed_raw,
-                                             const std::vector<uint64_t>* restrict_rows) {
+                                             const std::vector<uint32_t>* restrict_rows) {
   Executor executor(layout, snapshot, request, pool, precomputed_raw, restrict_rows);
   return executor.Run();
 }

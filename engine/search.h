@@ -1,7 +1,10 @@
 // Internal to the engine: exact fused search over one snapshot.
 //
-// Execution (all phases parallel over pages of kPageRows rows via the thread pool, with per-page
-// partial results combined in page order, so results never depend on the thread count):
+// Execution works on "positions": in the exhaustive search a position is a row; in a restricted
+// search (an index's candidates) position i is the i-th candidate row. Positions are grouped in
+// blocks of kPageRows (a page of rows in the exhaustive search). All phases run in parallel over
+// blocks via the thread pool, with per-block partial results combined in block order, so results
+// never depend on the thread count:
 //   1. candidates: live rows (not tombstoned) below the snapshot's row count that pass the filter;
 //   2. raw scores: for every targeted field, every candidate having the field is scored against
 //      the input's query vector (inner products: the blocked kernel over the page's slab; l2: the
@@ -48,13 +51,16 @@ namespace rosetta::engine {
 // `precomputed_raw` (optional, single-field requests only): the raw scores of every row of the
 // snapshot for the targeted field (num_pages() * kPageRows floats, from ScoreFieldGroup); the
 // search then skips its own scoring pass.
-// `restrict_rows` (optional): a row bitmap; only those rows are candidates (the indexed plan's
-// union of candidates). Normalisation statistics and per-field ranks are then over that set.
+// `restrict_rows` (optional): ascending, distinct rows; only those rows are candidates (the
+// indexed plan's union of candidates). Normalisation statistics and per-field ranks are then over
+// that set, and the search works in the candidates' own compact space: its cost and memory grow
+// with the candidates, not with the collection. Rows at or beyond the snapshot's row count are
+// ignored.
 absl::StatusOr<SearchResponse> ExecuteSearch(const Layout& layout, const Snapshot& snapshot,
                                              const SearchRequest& request,
                                              kernels::ThreadPool* pool,
                                              const float* precomputed_raw = nullptr,
-                                             const std::vector<uint64_t>* restrict_rows = nullptr);
+                                             const std::vector<uint32_t>* restrict_rows = nullptr);
 
 // SearchBatch's grouping: validated requests with one input targeting one ip / cosine field and
 // no filter can be scored together.

@@ -111,9 +111,18 @@ using PageDirectory = std::vector<std::shared_ptr<Page>>;
 
 struct SealedSegment;  // engine/index.h
 using SealedList = std::vector<std::shared_ptr<const SealedSegment>>;
-// Per field id: rows whose vector of that field is served by a ready sealed index (bit set), or
-// nullptr for a field no index covers.
-using CoveredRows = std::vector<std::shared_ptr<const std::vector<uint64_t>>>;
+// The rows of one field whose vectors a ready sealed index serves, computed over the first `rows`
+// rows (every row from `rows` on is uncovered).
+struct FieldCoverage {
+  size_t rows = 0;
+  std::vector<uint64_t> bits;  // (rows + 63) / 64 words; bit set = covered.
+  // Pages entirely below `rows` holding a vector of the field that no index covers, ascending:
+  // with the pages from rows / kPageRows on, the only pages the uncovered scan must visit (row
+  // presence never changes once written, and deletes only remove rows).
+  std::vector<uint32_t> open_pages;
+};
+// Per field id: the field's coverage, or nullptr for a field no index covers.
+using CoveredRows = std::vector<std::shared_ptr<const FieldCoverage>>;
 
 // Calibration statistics keyed by (query modality, field id).
 using CalibrationSet = std::map<std::pair<std::string, size_t>, CalibrationStats>;
@@ -137,7 +146,7 @@ struct Snapshot {
   // Whether row r's vector of `field` is served by a sealed index.
   bool Covered(size_t field, size_t r) const {
     if (!covered || field >= covered->size() || !(*covered)[field]) return false;
-    const auto& bits = *(*covered)[field];
+    const auto& bits = (*covered)[field]->bits;
     return (r >> 6) < bits.size() && ((bits[r >> 6] >> (r & 63)) & 1);
   }
 
@@ -190,6 +199,10 @@ class Segment {
   // The writer's view of a row (published or pending).
   const RowInfo& WriterRow(size_t r) const;
   const float* WriterVector(size_t field, size_t r) const;  // nullptr if absent.
+  // Presence word w (rows 64w .. 64w+63, w < (writer_rows() + 63) / 64) of `field`, writer's view.
+  uint64_t WriterPresentWord(size_t field, size_t w) const {
+    return (*pages_)[w / kPageWords]->PresentWord(field, w % kPageWords);
+  }
   size_t writer_rows() const { return rows_; }
   const std::vector<int64_t>& writer_field_vectors() const { return field_vectors_; }
 
