@@ -169,11 +169,14 @@ def decode_reply(buf: Any, expect_id: Optional[int], parse: Optional[Callable[[A
     for connection-level errors). Any decoding failure is an InternalError."""
     try:
         reply = decode_frame(buf)
-        if reply.message_type == Message.Error and reply.table is not None:
-            raise error_of(reply.table, reply.request_id)
-        if expect_id is not None and reply.request_id != expect_id:
+        is_error = reply.message_type == Message.Error and reply.table is not None
+        # Request id 0: the server's error about the connection as a whole (it closes after it).
+        if expect_id is not None and reply.request_id != expect_id and not (
+                is_error and reply.request_id == 0):
             raise errors.InternalError(f"malformed reply from {peer}: reply to request "
                                        f"{reply.request_id}, expected {expect_id}")
+        if is_error:
+            raise error_of(reply.table, reply.request_id)
         if want_type is not None and reply.message_type != want_type:
             raise errors.InternalError(
                 f"malformed reply from {peer}: expected {message_name(want_type)}, got "

@@ -40,6 +40,7 @@ class _AsyncConnection:
         self.reader_task: Optional[asyncio.Task] = None
         self.closed = False
         self.error: Optional[errors.RosettaError] = None  # why it closed.
+        self.peak_pending = 0  # most requests in flight at once (for tests and curiosity).
 
     async def open(self, host: str, port: int, token: Optional[str], connect_timeout: float,
                    client_name: str, protocol_version: int) -> None:
@@ -186,11 +187,15 @@ class _AsyncConnection:
                         + (f" (after: {self.error.code}: {self.error})" if self.error else ""))
                 assert self.writer is not None
                 self.pending.append((request_id, fut))
+                self.peak_pending = max(self.peak_pending, len(self.pending))
                 try:
                     for part in enc.framed(request_id):
                         self.writer.write(part)
-                    await asyncio.wait_for(self.writer.drain(),
-                                           max(0.001, deadline - time.monotonic()))
+                    # Wait only while the kernel does not take it all (large frames): a small
+                    # request goes out without suspending, so the next one pipelines behind it.
+                    if self.writer.transport.get_write_buffer_size() > 0:
+                        await asyncio.wait_for(self.writer.drain(),
+                                               max(0.001, deadline - time.monotonic()))
                 except asyncio.TimeoutError:
                     raise
                 except (OSError, RuntimeError) as e:
@@ -255,7 +260,7 @@ class AsyncClient(ClientBase):
         self._protocol_version = _protocol_version
         self._slots: List[Optional[_AsyncConnection]] = [None] * connections
         self._slot_locks: Optional[List[asyncio.Lock]] = None
-        self._next_id = 1
+        self._next_id = 2  # 1 is each connection's Hello.
         self._closed = False
 
     def __repr__(self) -> str:

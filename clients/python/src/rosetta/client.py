@@ -235,7 +235,7 @@ class Client(ClientBase):
         self._client_name = client_name
         self._protocol_version = _protocol_version
         self._lock = threading.Lock()
-        self._next_id = 1
+        self._next_id = 2  # 1 is each connection's Hello.
         self._closed = False
         self._conn: Optional[_Connection] = self._connect()
 
