@@ -220,7 +220,7 @@ def markdown(report):
                 f"{mark(tg.get(f'{prefix}{th}t{suffix}', {}).get('met'))}" for th in ths)
         so = d["server_overhead"]
         so_cell = " / ".join(
-            (f"+{so[vv]['median_p99_us']:.0f} µs {mark(so[vv]['met'])}" if vv in so else "—")
+            (f"{so[vv]['median_p99_us']:+.0f} µs {mark(so[vv]['met'])}" if vv in so else "—")
             for vv in ("flat", "ivfpq8", "ivfpq4"))
         lines.append(f"| {d['dataset']} | {cell('flat_vs_faiss_')} | "
                      f"{cell('ivfpq8_vs_faiss_', '@0.90')} | {cell('ivfpq8_vs_faiss_', '@0.95')}"
@@ -316,7 +316,7 @@ def markdown(report):
         if so:
             lines += ["Server overhead (rosettad over loopback minus embedded, 1 client, per "
                       "query): " + "; ".join(
-                          f"{vv}: p50 +{o['median_p50_us']:.0f} µs, p99 +{o['median_p99_us']:.0f}"
+                          f"{vv}: p50 {o['median_p50_us']:+.0f} µs, p99 {o['median_p99_us']:+.0f}"
                           f" µs (median over {len(o['points'])} points)" for vv, o in so.items())
                       + ".", ""]
         for th in sorted({T, 1}, reverse=True):
