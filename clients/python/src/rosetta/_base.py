@@ -441,12 +441,13 @@ class ClientBase:
         if prov is not None:
             overhead += codec.record_size_hint(Record(id="", provenance=prov))
         row_bytes = 4 * dim
-        limit = min(info.max_frame_bytes, MAX_IMPORT_BATCH_BYTES)
         if row_bytes + overhead > info.max_frame_bytes:
             raise errors.ResourceExhaustedError(
                 f"import_vectors: one row of {dim} components ({row_bytes} bytes) does not fit "
                 f"the server's maximum frame size of {info.max_frame_bytes} bytes")
-        per_batch = max(1, min(codec.MAX_BATCH_RECORDS, (limit - overhead) // row_bytes))
+        # As the CLI: at most 64 MiB of vectors a batch; and the frame must fit the server.
+        per_batch = max(1, min(codec.MAX_BATCH_RECORDS, MAX_IMPORT_BATCH_BYTES // row_bytes,
+                               (info.max_frame_bytes - overhead) // row_bytes))
         if batch_rows is not None:
             if batch_rows < 1:
                 raise ValueError(f"import_vectors: batch_rows must be >= 1, got {batch_rows}")

@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import flatbuffers
 import numpy as np
 
-from . import errors
+from . import _fast, errors
 from .types import (ATTRIBUTE_TYPES, FILTER_OPS, FUSIONS, INDEX_TYPES, METRICS, MISSINGS,
                     NORMALIZES, PROVENANCE_MEMBERS, ROLES, CalibrationStats, CollectionInfo,
                     CollectionSchema, Field, FieldExplanation, FieldPlan, GetResult, Hit,
@@ -211,7 +211,9 @@ def _offsets_vector(b: flatbuffers.Builder, offsets: Sequence[int]) -> int:
 
 
 def _strings(b: flatbuffers.Builder, values: Sequence[str]) -> int:
-    return _offsets_vector(b, [b.CreateString(_text(v, "string")) for v in values])
+    for v in values:
+        _text(v, "string")
+    return _fast.create_string_vector(b, values)
 
 
 def _string_items(b: flatbuffers.Builder, values: Sequence[str]) -> int:
@@ -857,7 +859,8 @@ def _record_of(r: Any) -> Record:
                   attributes=_attributes_of(r), provenance=_provenance_of(r.Provenance()))
 
 
-def parse_get_result(t: Any) -> GetResult:
+def parse_get_result_generated(t: Any) -> GetResult:
+    """GetResult through the generated accessors (the reference for _fast's reader)."""
     g = _as(W_GetResult.GetResult, t)
     records = [_record_of(g.Records(i)) for i in range(g.RecordsLength())]
     return GetResult(records=records, not_found=[_s(g.NotFound(i))
@@ -876,7 +879,8 @@ def _hit_of(h: Any) -> Hit:
                provenance=_provenance_of(h.Provenance()))
 
 
-def parse_search_results(t: Any) -> List[SearchResult]:
+def parse_search_results_generated(t: Any) -> List[SearchResult]:
+    """SearchResults through the generated accessors (the reference for _fast's reader)."""
     s = _as(W_SearchResults.SearchResults, t)
     out = []
     for i in range(s.ResponsesLength()):
@@ -920,3 +924,8 @@ def check_finite_float(v: float, what: str) -> float:
     if not math.isfinite(v):
         raise ValueError(f"{what}: {v} is not finite")
     return v
+
+
+# The bulk replies are read by the hand-written readers (see _fast.py).
+parse_get_result = _fast.parse_get_result
+parse_search_results = _fast.parse_search_results

@@ -210,7 +210,8 @@ class CollectionSchema:
 
 @dataclass
 class Provenance:
-    """Where a sample came from; every member optional (None = not given)."""
+    """Where a sample came from; every member optional (None = not given; the server stores ""
+    and [] as not given, so they come back as None)."""
 
     source: Optional[str] = None
     collected_at: Optional[str] = None  # RFC 3339, e.g. "2025-08-09T10:00:00Z".
@@ -234,7 +235,8 @@ class Provenance:
                 for k in PROVENANCE_MEMBERS if (v := getattr(self, k)) is not None}
 
     def empty(self) -> bool:
-        return all(getattr(self, k) is None for k in PROVENANCE_MEMBERS)
+        """True when no member is set (the server treats "" and [] as not set)."""
+        return all(not getattr(self, k) for k in PROVENANCE_MEMBERS)
 
 
 AttributeValue = Union[str, int, float, bool, List[str]]
