@@ -1,0 +1,741 @@
+"""Cross-modal section of the benchmark harness (issue 5): text->image retrieval, fused
+image + caption queries and a missing-modality experiment on the Flickr8k x TinyCLIP pairs,
+Rosetta (through bench/rosetta_driver, embedded) against Milvus (milvus-lite, hybrid_search)
+and FAISS (IndexFlatIP), all on the same vectors in the same run.
+
+Contract with bench/harness/run.py (the whole interface):
+
+    run(ctx) -> dict                 every figure, how it was obtained, errors per system
+    render_markdown(result) -> list  Markdown lines, starting with "## Cross-modal retrieval"
+
+ctx: driver (rosetta_driver binary), rosettad (unused here: the cross-modal figures are quality
+figures, the same through the server), data_dir (shared data folder), work_dir (scratch),
+out_dir (results folder; a PNG plot goes there when matplotlib is available), threads, quick,
+python (the peers' virtual environment's interpreter: numpy, faiss-cpu, pymilvus, milvus-lite),
+log (a function taking one string).
+
+run() never raises: a missing data set gives {"skipped": reason}; a peer or driver that fails is
+recorded in result["errors"][system] and its rows are absent, everything else still runs.
+
+How it works: run() starts `ctx["python"] crossmodal.py --worker CTX_JSON RESULT_JSON`, so this
+module imports only the standard library in the harness's own interpreter (which may be outside
+the virtual environment), and forwards the worker's log lines to ctx["log"]. The worker writes
+its result file after every experiment, so a worker killed by the time limit still leaves what
+it measured.
+
+The experiments (queries = the 1000 caption embeddings or perturbations of them, base = the
+1000 images; record i = image i + caption i; relevant = the paired image, one per query):
+
+ 1. text->image, single field: numpy brute force, FAISS IndexFlatIP, Rosetta exact search on the
+    image field, Milvus FLAT/COSINE search on the image field. Must all equal the data set's
+    README figures (R@1/5/10 = 0.520/0.785/0.863).
+ 2. Fused image + caption query. Each record's caption embedding IS the query of its own pair
+    (only caption 0 of each image was embedded), so
+    (a) the plain query finds its own caption at cosine 1: near-perfect recall, it only shows
+        that nothing breaks;
+    (b) "paraphrase" queries (SIMULATED): each caption embedding plus seeded isotropic Gaussian
+        noise, re-normalised, with the noise scale chosen so the cosine to the original is about
+        0.8: a stand-in for another caption of the same image. Rosetta weighted fusion with
+        normalize calibrated / zscore / minmax, rrf, the schema's default weights, image-only
+        and caption-only; Milvus WeightedRanker and RRFRanker, image-only and caption-only.
+ 3. Missing modality: captions removed from a seeded 30 % of the records (Rosetta: the caption
+    field is imported only for the kept rows; Milvus: see MILVUS_MISSING below), queries as 2(b).
+    Overall R@1/5/10, R@10 over the queries whose record has no caption and the fraction of
+    those records found in the top 100 (R@100 over the captionless queries).
+
+Every system returns its top 100 (Rosetta k = 100; Milvus limit = 100 per AnnSearchRequest and
+for the hybrid result); R@1/5/10 are read from the first 1/5/10 of that list. For Rosetta's
+exact search the top 10 of a k = 100 search is the k = 10 answer (nothing is truncated before
+fusion). For Milvus a per-field limit of 100 is a generous candidate pool; a user asking for
+limit 10 per field would fuse shorter lists (the worker also measures that and reports it).
+"""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+DATASET = "flickr8k_tinyclip-vit40m_1k"
+SEED = 20261125                  # paraphrase noise and the missing-caption choice
+PARAPHRASE_COSINE = 0.8          # target cosine of a simulated paraphrase to the original caption
+SWEEP_COSINES = (0.9, 0.8, 0.7, 0.6)  # full mode only: the fused comparison at other noise levels
+MISSING_FRACTION = 0.3
+TOP = 100                        # every system returns its top 100
+README_T2I = (0.520, 0.785, 0.863)
+WORKER_TIMEOUT_S = {True: 600, False: 1800}
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+# --------------------------------------------------------------------------------------------
+# Harness side (standard library only).
+# --------------------------------------------------------------------------------------------
+
+def run(ctx):
+    log = ctx.get("log") or (lambda s: print(s, file=sys.stderr))
+    try:
+        data = os.path.join(ctx["data_dir"], DATASET)
+        needed = ["image_emb.npy", "text_emb.npy"]
+        if not all(os.path.isfile(os.path.join(data, f)) for f in needed):
+            return {"skipped": f"{data} (image_emb.npy, text_emb.npy) not found"}
+        work = os.path.join(ctx["work_dir"], "crossmodal")
+        os.makedirs(work, exist_ok=True)
+        plain = {k: ctx.get(k) for k in ("driver", "rosettad", "data_dir", "out_dir", "threads",
+                                         "quick", "python", "skip")}
+        plain["work_dir"] = work
+        ctx_path = os.path.join(work, "ctx.json")
+        result_path = os.path.join(work, "result.json")
+        if os.path.exists(result_path):
+            os.remove(result_path)
+        with open(ctx_path, "w") as f:
+            json.dump(plain, f)
+        python = ctx.get("python") or sys.executable
+        cmd = [python, os.path.abspath(__file__), "--worker", ctx_path, result_path]
+        log(f"crossmodal: {' '.join(cmd)}")
+        start = time.time()
+        try:
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                    text=True)
+        except OSError as e:
+            return {"error": f"cannot start the worker {python}: {e}"}
+
+        def pump():
+            for line in proc.stderr:
+                log("crossmodal: " + line.rstrip())
+
+        t = threading.Thread(target=pump, daemon=True)
+        t.start()
+        timeout = WORKER_TIMEOUT_S[bool(ctx.get("quick"))]
+        timed_out = False
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            proc.kill()
+            proc.wait()
+        t.join(timeout=10)
+        result = {}
+        if os.path.exists(result_path):
+            with open(result_path) as f:
+                result = json.load(f)
+        if timed_out:
+            result.setdefault("errors", {})["worker"] = f"killed after {timeout} s"
+        elif proc.returncode != 0:
+            result.setdefault("errors", {})["worker"] = (
+                f"exited with status {proc.returncode} (see the log)")
+        if not result:
+            result = {"error": "the worker wrote no result"}
+        result["wall_s"] = round(time.time() - start, 1)
+        return result
+    except Exception as e:  # the harness must go on whatever happens here
+        return {"error": f"{type(e).__name__}: {e}"}
+
+
+def _fmt(x, digits=3):
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def _table(rows, cols):
+    """cols: (header, key) pairs."""
+    out = ["| " + " | ".join(h for h, _ in cols) + " |",
+           "|" + "|".join("---" for _ in cols) + "|"]
+    for r in rows:
+        out.append("| " + " | ".join(_fmt(r.get(k)) for _, k in cols) + " |")
+    return out
+
+
+RECALL_COLS = [("system", "system"), ("method", "method"), ("R@1", "r1"), ("R@5", "r5"),
+               ("R@10", "r10"), ("R@100", "r100")]
+
+
+def render_markdown(result):
+    L = ["## Cross-modal retrieval", ""]
+    if "skipped" in result:
+        return L + [f"Skipped: {result['skipped']}.", ""]
+    if "error" in result and "setup" not in result:
+        return L + [f"Failed: {result['error']}.", ""]
+    s = result.get("setup", {})
+    L += [
+        f"Data: `{DATASET}` (Flickr8k val, TinyCLIP ViT-40M/32, 512-d, L2-normalised): "
+        f"{s.get('n', 1000)} images and their caption 0; record i = image i + caption i; a "
+        "query's only relevant record is its pair. Every system returns its top 100 "
+        "(Rosetta k = 100, exact; Milvus limit = 100 per AnnSearchRequest and for the hybrid "
+        "result, FLAT index, COSINE); R@1/5/10 are read from that list. "
+        f"Threads: {s.get('threads')}. Versions: {s.get('versions')}.",
+        "",
+    ]
+    errors = result.get("errors") or {}
+    if errors:
+        L += ["**Errors** (rows of these systems are missing):", ""]
+        L += [f"- {k}: {v}" for k, v in errors.items()]
+        L += [""]
+    e1 = result.get("exp1")
+    if e1:
+        L += ["### 1. Text -> image (single field)", "",
+              "Queries: the 1000 caption embeddings; base: the 1000 image embeddings. The data "
+              f"set's README gives R@1/5/10 = {README_T2I[0]:.3f}/{README_T2I[1]:.3f}/"
+              f"{README_T2I[2]:.3f}.", ""]
+        L += _table(e1["rows"], RECALL_COLS + [("how", "how")])
+        L += [""]
+    e2a = result.get("exp2a")
+    if e2a:
+        L += ["### 2(a). Fused image + caption, the plain caption query", "",
+              "Caveat: each record's caption embedding IS the query vector of its own pair "
+              "(only one caption per image was embedded), so the query finds its own caption "
+              "at cosine 1 and fused recall is trivially near 1. This only shows that nothing "
+              "breaks; 2(b) is the comparison.", ""]
+        L += _table(e2a["rows"], RECALL_COLS)
+        L += [""]
+    e2b = result.get("exp2b")
+    if e2b:
+        p = e2b.get("paraphrase", {})
+        L += ["### 2(b). Fused image + caption, simulated paraphrase queries", "",
+              f"SIMULATED paraphrases: each caption embedding + isotropic Gaussian noise "
+              f"(numpy default_rng seed {p.get('seed')}, sigma {_fmt(p.get('sigma'), 5)} per "
+              f"component), re-normalised; achieved cosine to the original: mean "
+              f"{_fmt(p.get('cos_mean'), 4)} (min {_fmt(p.get('cos_min'), 4)}, max "
+              f"{_fmt(p.get('cos_max'), 4)}). A stand-in for another caption of the same image, "
+              "not a real one: real paraphrases differ along the text manifold, not "
+              "isotropically. Weights image 0.5 / caption 0.5 unless stated.", ""]
+        L += _table(e2b["rows"], RECALL_COLS + [("ms/query", "ms_per_query")])
+        L += [""]
+        if e2b.get("timing_note"):
+            L += [e2b["timing_note"], ""]
+    sw = result.get("sweep")
+    if sw:
+        L += ["### 2(b') Paraphrase noise sweep (R@10, simulated paraphrases)", ""]
+        methods = sw["methods"]
+        L += ["| paraphrase cosine (mean) | " + " | ".join(methods) + " |",
+              "|---|" + "|".join("---" for _ in methods) + "|"]
+        for pt in sw["points"]:
+            L.append(f"| {pt['cos_mean']:.3f} | " +
+                     " | ".join(_fmt(pt["r10"].get(m)) for m in methods) + " |")
+        L += [""]
+        if sw.get("plot"):
+            L += [f"![R@10 vs paraphrase cosine]({sw['plot']})", ""]
+    e3 = result.get("exp3")
+    if e3:
+        L += ["### 3. Missing modality: captions removed from 30 % of the records", "",
+              f"Captions removed from {e3.get('missing_count')} of {s.get('n', 1000)} records "
+              f"(numpy default_rng seed {e3.get('seed')}, choice without replacement); queries "
+              "as in 2(b). `R@10 no-cap` = R@10 over the queries whose record has no caption; "
+              "`found@100 no-cap` = the fraction of those records in their query's top 100; "
+              "`R@10 cap` = R@10 over the other queries.", ""]
+        if e3.get("milvus_missing"):
+            L += [f"Milvus: {e3['milvus_missing']}", ""]
+        L += _table(e3["rows"], [("system", "system"), ("method", "method"), ("R@1", "r1"),
+                                 ("R@5", "r5"), ("R@10", "r10"), ("R@10 cap", "r10_cap"),
+                                 ("R@10 no-cap", "r10_nocap"),
+                                 ("found@100 no-cap", "r100_nocap")])
+        L += [""]
+    checks = result.get("checks")
+    if checks:
+        L += ["### Checks", ""]
+        L += [f"- {c}" for c in checks]
+        L += [""]
+    summary = result.get("summary")
+    if summary:
+        L += ["### Summary", ""]
+        L += [f"- {c}" for c in summary]
+        L += [""]
+    return L
+
+
+# --------------------------------------------------------------------------------------------
+# Worker side (runs in the peers' virtual environment: numpy, faiss, pymilvus).
+# --------------------------------------------------------------------------------------------
+
+def _wlog(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+class _DriverError(RuntimeError):
+    pass
+
+
+class _Driver:
+    """bench/rosetta_driver's line protocol: one command per line, one JSON line back."""
+
+    def __init__(self, exe, stderr_path):
+        self.stderr = open(stderr_path, "a")
+        self.proc = subprocess.Popen([exe], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.stderr, text=True)
+
+    def cmd(self, text):
+        self.proc.stdin.write(text + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise _DriverError(f"rosetta_driver exited (status {self.proc.poll()}) on: {text}")
+        reply = json.loads(line)
+        if "error" in reply:
+            raise _DriverError(f"{text.split()[0]}: {reply['error']}")
+        return reply
+
+    def close(self):
+        try:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.flush()
+            self.proc.wait(timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+            self.proc.wait()
+        self.stderr.close()
+
+
+def _recall(np, ranked, targets, ks=(1, 5, 10, TOP), subset=None):
+    """ranked: list of row lists (best first); targets[q] the relevant row of query q."""
+    pos = np.full(len(ranked), TOP + 1)
+    for q, rows in enumerate(ranked):
+        for i, r in enumerate(rows[:TOP]):
+            if r == targets[q]:
+                pos[q] = i
+                break
+    if subset is not None:
+        pos = pos[subset]
+    return {k: float(np.mean(pos < k)) if len(pos) else None for k in ks}
+
+
+def _row(system, method, rec, **extra):
+    r = {"system": system, "method": method, "r1": rec[1], "r5": rec[5], "r10": rec[10],
+         "r100": rec[TOP]}
+    r.update(extra)
+    return r
+
+
+class _Rosetta:
+    """One embedded database with two collections: `xm_full` (every record has both fields)
+    and `xm_missing` (caption imported only for the kept rows)."""
+
+    def __init__(self, ctx, np, files):
+        self.np, self.files, self.work = np, files, ctx["work_dir"]
+        db = os.path.join(self.work, "rosetta-db")
+        import shutil
+        shutil.rmtree(db, ignore_errors=True)
+        self.drv = _Driver(ctx["driver"], os.path.join(self.work, "driver.stderr"))
+        self.drv.cmd(f"open_embedded {db} {int(ctx['threads'])} none")
+        self.n_req = 0
+
+    def create(self, name, caption_rows_file=None):
+        schema = {"name": name,
+                  "spaces": {"clip": {"dim": 512, "metric": "cosine"}},
+                  "fields": {"image": {"space": "clip", "modality": "image"},
+                             "caption": {"space": "clip", "modality": "text"}}}
+        path = os.path.join(self.work, f"schema_{name}.json")
+        with open(path, "w") as f:
+            json.dump(schema, f)
+        self.drv.cmd(f"create {path}")
+        self.drv.cmd(f"import {name} image {self.files['image']} r")
+        extra = f" {caption_rows_file}" if caption_rows_file else ""
+        self.drv.cmd(f"import {name} caption {self.files['text']} r{extra}")
+        return self.drv.cmd(f"describe {name}")
+
+    def search(self, coll, queries_file, fields, fusion="weighted", normalize="calibrated",
+               missing="renormalize", weights=(0.5, 0.5), batch=100):
+        """fields: ["image"], ["caption"] or ["image", "caption"]; weights None: the schema's."""
+        req = {"k": TOP, "exact": True, "explain": False, "fusion": fusion,
+               "normalize": normalize, "missing": missing,
+               "inputs": [{"vector": [], "space": "clip", "modality": "text",
+                           "fields": list(fields)}]}
+        if weights is not None and len(fields) == 2:
+            req["weights"] = {"image": weights[0], "caption": weights[1]}
+        self.n_req += 1
+        path = os.path.join(self.work, f"req_{self.n_req}.json")
+        with open(path, "w") as f:
+            json.dump(req, f)
+        ids_path = os.path.join(self.work, f"ids_{self.n_req}.txt")
+        r = self.drv.cmd(f"search {coll} {path} {queries_file} 1 {batch} 0 {ids_path}")
+        ranked = []
+        with open(ids_path) as f:
+            for line in f:
+                ranked.append([int(t[1:]) for t in line.split()])
+        return ranked, {"ms_per_query": 1e3 * r["seconds"] / max(1.0, r["queries"]),
+                        "request": req}
+
+    def close(self):
+        self.drv.close()
+
+
+class _Milvus:
+    """milvus-lite through pymilvus' MilvusClient: collections with two FLOAT_VECTOR fields,
+    FLAT index, COSINE metric."""
+
+    def __init__(self, ctx):
+        import pymilvus
+        self.pm = pymilvus
+        path = os.path.join(ctx["work_dir"], "milvus.db")
+        for p in (path, path + ".lock"):
+            if os.path.exists(p):
+                os.remove(p)
+        self.client = pymilvus.MilvusClient(path)
+
+    def create(self, name, image, caption, missing_rows=None, missing_as="null"):
+        """missing_rows: rows without a caption, stored as None in a nullable vector field
+        (missing_as "null") or as a zero vector ("zero")."""
+        DataType = self.pm.DataType
+        c = self.client
+        if c.has_collection(name):
+            c.drop_collection(name)
+        schema = c.create_schema(auto_id=False)
+        schema.add_field("id", DataType.INT64, is_primary=True)
+        schema.add_field("image", DataType.FLOAT_VECTOR, dim=image.shape[1])
+        nullable = missing_rows is not None and missing_as == "null"
+        if nullable:
+            schema.add_field("caption", DataType.FLOAT_VECTOR, dim=caption.shape[1],
+                             nullable=True)
+        else:
+            schema.add_field("caption", DataType.FLOAT_VECTOR, dim=caption.shape[1])
+        ip = c.prepare_index_params()
+        ip.add_index(field_name="image", index_type="FLAT", metric_type="COSINE")
+        ip.add_index(field_name="caption", index_type="FLAT", metric_type="COSINE")
+        c.create_collection(name, schema=schema, index_params=ip)
+        gone = set() if missing_rows is None else set(int(r) for r in missing_rows)
+        zero = [0.0] * caption.shape[1]
+        rows = []
+        for i in range(image.shape[0]):
+            cap = caption[i].tolist()
+            if i in gone:
+                cap = None if missing_as == "null" else zero
+            rows.append({"id": i, "image": image[i].tolist(), "caption": cap})
+        for b in range(0, len(rows), 250):
+            c.insert(name, rows[b:b + 250])
+        c.load_collection(name)
+        return c.query(name, filter="id >= 0", output_fields=["count(*)"])
+
+    def stored_caption(self, name, row):
+        r = self.client.query(name, filter=f"id == {int(row)}", output_fields=["caption"])
+        return r[0].get("caption") if r else "absent"
+
+    def search(self, name, queries, fields, ranker=None, limit=TOP, per_field=TOP, batch=100):
+        """Single field: client.search; two fields: hybrid_search with one AnnSearchRequest per
+        field (limit per_field each) and ranker ("weighted" = WeightedRanker(0.5, 0.5),
+        default norm_score=True; "rrf" = RRFRanker(), default k=60)."""
+        pm = self.pm
+        ranked = []
+        t0 = time.perf_counter()
+        for b in range(0, len(queries), batch):
+            data = [q.tolist() for q in queries[b:b + batch]]
+            if len(fields) == 1:
+                res = self.client.search(name, data=data, anns_field=fields[0], limit=limit,
+                                         search_params={"metric_type": "COSINE"})
+            else:
+                reqs = [pm.AnnSearchRequest(data, f, {"metric_type": "COSINE"}, limit=per_field)
+                        for f in fields]
+                rk = pm.WeightedRanker(0.5, 0.5) if ranker == "weighted" else pm.RRFRanker()
+                res = self.client.hybrid_search(name, reqs, rk, limit=limit)
+            for hits in res:
+                ranked.append([int(h["id"]) for h in hits])
+        secs = time.perf_counter() - t0
+        return ranked, {"ms_per_query": 1e3 * secs / len(queries)}
+
+
+def _paraphrases(np, text, target_cos, seed):
+    """Caption embeddings + isotropic Gaussian noise, re-normalised. For a unit vector q and
+    noise g ~ N(0, sigma^2 I_d), cos(q, q + g) ~= 1 / sqrt(1 + d sigma^2), so
+    sigma = sqrt((1 / c^2 - 1) / d) aims at cosine c."""
+    d = text.shape[1]
+    sigma = float(np.sqrt((1.0 / target_cos ** 2 - 1.0) / d))
+    rng = np.random.default_rng(seed)
+    noisy = text.astype(np.float64) + sigma * rng.standard_normal(text.shape)
+    noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
+    cos = np.sum(noisy * text, axis=1)
+    info = {"seed": seed, "sigma": sigma, "target_cos": target_cos,
+            "cos_mean": float(cos.mean()), "cos_min": float(cos.min()),
+            "cos_max": float(cos.max())}
+    return noisy.astype(np.float32), info
+
+
+def _versions():
+    v = {}
+    for mod in ("numpy", "faiss", "pymilvus", "milvus_lite"):
+        try:
+            m = __import__(mod)
+            v[mod] = getattr(m, "__version__", "?")
+        except Exception as e:  # noqa: BLE001 - reported, not fatal
+            v[mod] = f"unavailable ({type(e).__name__})"
+    return v
+
+
+def _worker(ctx_path, result_path):
+    with open(ctx_path) as f:
+        ctx = json.load(f)
+    import numpy as np
+
+    result = {"setup": {}, "errors": {}, "checks": [], "summary": []}
+
+    def save():
+        tmp = result_path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(result, f, indent=1)
+        os.replace(tmp, result_path)
+
+    t_start = time.time()
+    work = ctx["work_dir"]
+    data = os.path.join(ctx["data_dir"], DATASET)
+    image = np.load(os.path.join(data, "image_emb.npy")).astype(np.float32)
+    text = np.load(os.path.join(data, "text_emb.npy")).astype(np.float32)
+    n = image.shape[0]
+    targets = np.arange(n)
+    quick = bool(ctx.get("quick"))
+    result["setup"] = {"n": n, "dim": int(image.shape[1]), "threads": ctx.get("threads"),
+                       "quick": quick, "versions": _versions(), "top": TOP,
+                       "data": data}
+    save()
+
+    para, pinfo = _paraphrases(np, text, PARAPHRASE_COSINE, SEED)
+    rng = np.random.default_rng(SEED + 1)
+    missing = np.sort(rng.choice(n, size=int(round(MISSING_FRACTION * n)), replace=False))
+    kept = np.setdiff1d(np.arange(n), missing)
+    has_cap = np.ones(n, bool)
+    has_cap[missing] = False
+    files = {"image": os.path.join(data, "image_emb.npy"),
+             "text": os.path.join(data, "text_emb.npy"),
+             "para": os.path.join(work, "paraphrase_queries.npy"),
+             "kept": os.path.join(work, "caption_rows_kept.npy")}
+    np.save(files["para"], para)
+    np.save(files["kept"], kept.astype(np.int64).reshape(-1, 1))
+
+    # Reference: numpy brute force.
+    sims = text @ image.T
+    bf = [list(np.argsort(-sims[q], kind="stable")[:TOP]) for q in range(n)]
+    bf_rec = _recall(np, bf, targets)
+    exp1 = {"rows": [_row("numpy", "brute force, inner product", bf_rec,
+                          how="text_emb @ image_emb.T, argsort")]}
+    ok = all(abs(bf_rec[k] - v) < 5e-4 for k, v in zip((1, 5, 10), README_T2I))
+    result["checks"].append(f"numpy brute force text->image R@1/5/10 = {bf_rec[1]:.3f}/"
+                            f"{bf_rec[5]:.3f}/{bf_rec[10]:.3f}: "
+                            f"{'equals' if ok else 'DIFFERS FROM'} the data set README")
+    result["exp1"] = exp1
+    save()
+
+    # FAISS flat inner product.
+    try:
+        import faiss
+        faiss.omp_set_num_threads(int(ctx["threads"]))
+        index = faiss.IndexFlatIP(image.shape[1])
+        index.add(image)
+        _, I = index.search(text, TOP)
+        exp1["rows"].append(_row("faiss", "IndexFlatIP", _recall(np, I.tolist(), targets),
+                                 how="IndexFlatIP(512) over the images, search(k=100)"))
+    except Exception as e:  # noqa: BLE001
+        result["errors"]["faiss"] = f"{type(e).__name__}: {e}"
+    save()
+
+    exp2a, exp2b, exp3 = {"rows": []}, {"rows": [], "paraphrase": pinfo}, {
+        "rows": [], "seed": SEED + 1, "missing_count": int(len(missing))}
+    result["exp2a"], result["exp2b"], result["exp3"] = exp2a, exp2b, exp3
+    nocap = ~has_cap
+    sweep_runs = {}  # method -> function(queries_file, queries) -> ranked
+
+    def add3(system, method, ranked, **extra):
+        a = _recall(np, ranked, targets)
+        c = _recall(np, ranked, targets, subset=has_cap)
+        m = _recall(np, ranked, targets, subset=nocap)
+        exp3["rows"].append({"system": system, "method": method, "r1": a[1], "r5": a[5],
+                             "r10": a[10], "r10_cap": c[10], "r10_nocap": m[10],
+                             "r100_nocap": m[TOP], **extra})
+
+    # ---------------- Rosetta ----------------
+    fused = [("weighted, calibrated", dict(fusion="weighted", normalize="calibrated")),
+             ("weighted, zscore", dict(fusion="weighted", normalize="zscore")),
+             ("weighted, minmax", dict(fusion="weighted", normalize="minmax")),
+             ("rrf", dict(fusion="rrf"))]
+    ros_ranked = {}
+    try:
+        if "rosetta" in (ctx.get("skip") or []):
+            raise _DriverError("skipped on request (--skip rosetta)")
+        if not ctx.get("driver") or not os.path.exists(ctx["driver"]):
+            raise _DriverError(f"rosetta_driver not found at {ctx.get('driver')}")
+        _wlog("rosetta: importing")
+        ros = _Rosetta(ctx, np, files)
+        try:
+            d_full = ros.create("xm_full")
+            d_miss = ros.create("xm_missing", files["kept"])
+            result["setup"]["rosetta_calibration"] = {
+                "xm_full": d_full.get("calibration"), "xm_missing": d_miss.get("calibration")}
+            result["setup"]["rosetta_field_vectors"] = {
+                "xm_full": d_full.get("field_vectors"), "xm_missing": d_miss.get("field_vectors")}
+            _wlog("rosetta: experiment 1")
+            r, _ = ros.search("xm_full", files["text"], ["image"])
+            ros_ranked["t2i"] = r
+            exp1["rows"].append(_row("rosetta", "exact, field image", _recall(np, r, targets),
+                                     how="embedded, text input on space clip, field image, "
+                                         "k=100, exact"))
+            _wlog("rosetta: experiment 2")
+            for exp, qfile in ((exp2a, files["text"]), (exp2b, files["para"])):
+                for label, kw in fused:
+                    r, info = ros.search("xm_full", qfile, ["image", "caption"], **kw)
+                    ros_ranked[(id(exp), label)] = r
+                    exp["rows"].append(_row("rosetta", label + " (0.5/0.5)",
+                                            _recall(np, r, targets),
+                                            ms_per_query=info["ms_per_query"]))
+                r, info = ros.search("xm_full", qfile, ["image", "caption"], weights=None)
+                ros_ranked[(id(exp), "default")] = r
+                exp["rows"].append(_row("rosetta", "weighted, calibrated (schema weights 1/1)",
+                                        _recall(np, r, targets),
+                                        ms_per_query=info["ms_per_query"]))
+                for f in ("image", "caption"):
+                    r, info = ros.search("xm_full", qfile, [f])
+                    exp["rows"].append(_row("rosetta", f"{f} only", _recall(np, r, targets),
+                                            ms_per_query=info["ms_per_query"]))
+                save()
+            same = ros_ranked[(id(exp2b), "default")] == ros_ranked[(id(exp2b),
+                                                                      "weighted, calibrated")]
+            result["checks"].append(
+                "Rosetta schema default weights (1.0/1.0) vs 0.5/0.5, weighted calibrated, 2(b): "
+                + ("identical top-100 for every query (weights are proportional)" if same else
+                   "top-100 lists DIFFER"))
+            _wlog("rosetta: experiment 3")
+            for label, kw in fused:
+                for miss in ("renormalize", "zero"):
+                    r, info = ros.search("xm_missing", files["para"], ["image", "caption"],
+                                         missing=miss, **kw)
+                    add3("rosetta", f"{label}, missing={miss}", r,
+                         ms_per_query=info["ms_per_query"])
+            for f in ("image", "caption"):
+                r, info = ros.search("xm_missing", files["para"], [f])
+                add3("rosetta", f"{f} only", r, ms_per_query=info["ms_per_query"])
+            save()
+        finally:
+            ros.close()
+    except Exception as e:  # noqa: BLE001
+        result["errors"]["rosetta"] = f"{type(e).__name__}: {e}"
+        _wlog(f"rosetta failed: {e}")
+    save()
+
+    # ---------------- Milvus ----------------
+    try:
+        if "milvus" in (ctx.get("skip") or []):
+            raise RuntimeError("skipped on request (--skip milvus)")
+        _wlog("milvus: importing")
+        mv = _Milvus(ctx)
+        mv.create("xm_full", image, text)
+        _wlog("milvus: experiment 1")
+        r, _ = mv.search("xm_full", text, ["image"])
+        exp1["rows"].append(_row("milvus-lite", "FLAT, COSINE, field image",
+                                 _recall(np, r, targets),
+                                 how="MilvusClient.search(anns_field=image, limit=100)"))
+        _wlog("milvus: experiment 2")
+        for exp, q in ((exp2a, text), (exp2b, para)):
+            for rk, label in (("weighted", "WeightedRanker(0.5, 0.5)"), ("rrf", "RRFRanker()")):
+                r, info = mv.search("xm_full", q, ["image", "caption"], rk)
+                exp["rows"].append(_row("milvus-lite", label + ", limit 100/field",
+                                        _recall(np, r, targets),
+                                        ms_per_query=info["ms_per_query"]))
+            if exp is exp2b:
+                for rk, label in (("weighted", "WeightedRanker(0.5, 0.5)"),
+                                  ("rrf", "RRFRanker()")):
+                    r, info = mv.search("xm_full", q, ["image", "caption"], rk, per_field=10)
+                    exp["rows"].append(_row("milvus-lite", label + ", limit 10/field",
+                                            _recall(np, r, targets),
+                                            ms_per_query=info["ms_per_query"]))
+            for f in ("image", "caption"):
+                r, info = mv.search("xm_full", q, [f])
+                exp["rows"].append(_row("milvus-lite", f"{f} only", _recall(np, r, targets),
+                                        ms_per_query=info["ms_per_query"]))
+            save()
+        _wlog("milvus: experiment 3")
+        mv.create("xm_missing", image, text, missing_rows=missing, missing_as="null")
+        stored = mv.stored_caption("xm_missing", missing[0])
+        if stored is None:
+            stored_desc = "None (stored as null)"
+        elif isinstance(stored, (list, tuple)) and not any(stored):
+            stored_desc = f"a zero vector of {len(stored)} components"
+        else:
+            stored_desc = repr(stored)[:80]
+        mv.create("xm_missing_zero", image, text, missing_rows=missing, missing_as="zero")
+        ranked_null = {}
+        for rk, label in (("weighted", "WeightedRanker(0.5, 0.5)"), ("rrf", "RRFRanker()")):
+            r, info = mv.search("xm_missing", para, ["image", "caption"], rk)
+            ranked_null[rk] = r
+            add3("milvus-lite", label + ", limit 100/field, nullable caption", r,
+                 ms_per_query=info["ms_per_query"])
+        for rk, label in (("weighted", "WeightedRanker(0.5, 0.5)"), ("rrf", "RRFRanker()")):
+            r, info = mv.search("xm_missing_zero", para, ["image", "caption"], rk)
+            add3("milvus-lite", label + ", limit 100/field, zero-vector caption", r,
+                 ms_per_query=info["ms_per_query"])
+            same = r == ranked_null[rk]
+            result["checks"].append(
+                f"Milvus {label}, missing captions: nullable-None vs zero-vector collections "
+                + ("give identical top-100 lists for every query" if same
+                   else "give DIFFERENT top-100 lists"))
+        for f in ("image", "caption"):
+            r, info = mv.search("xm_missing", para, [f])
+            add3("milvus-lite", f"{f} only, nullable caption", r,
+                 ms_per_query=info["ms_per_query"])
+        # Where do the captionless records land in a caption-field search?
+        r, _ = mv.search("xm_missing", para[:50], ["caption"], limit=n)
+        miss_set = set(int(x) for x in missing)
+        in_results = sum(1 for rows in r for x in rows if x in miss_set) / len(r)
+        exp3["milvus_missing"] = (
+            f"pymilvus {mv.pm.__version__} with milvus-lite accepts `nullable=True` on a "
+            "FLOAT_VECTOR field and `None` for it at insert (Milvus >= 3.0 nullable vectors; "
+            "what a Milvus user would do), but querying a captionless record returns "
+            f"{stored_desc}, and a caption-field search over all {n} records returns "
+            f"{in_results:.0f} of the {len(missing)} captionless records on average (they score "
+            "cosine 0, below every real caption); hybrid_search fuses them from the image "
+            "request only (the caption request returns them at most at the bottom). Rows "
+            "'zero-vector caption' store an explicit zero vector instead, for comparison.")
+        save()
+    except Exception as e:  # noqa: BLE001
+        result["errors"]["milvus"] = f"{type(e).__name__}: {e}"
+        _wlog(f"milvus failed: {e}")
+    save()
+
+    exp2b["timing_note"] = (
+        "ms/query: wall time of all 1000 queries / 1000, sent in batches of 100 from one "
+        "client, exact/FLAT search over 1000 records, on a shared machine: indicative only "
+        "(Rosetta: the driver's timed pass; Milvus: hybrid_search/search calls).")
+    result["setup"]["worker_s"] = round(time.time() - t_start, 1)
+    save()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--worker":
+        _worker(sys.argv[2], sys.argv[3])
+        sys.exit(0)
+    # Stand-alone test: builds a ctx like run.py's and prints the Markdown.
+    import argparse
+    root = os.path.abspath(os.path.join(HERE, "..", ".."))
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--driver", default=os.path.join(root, "build", "bench", "rosetta_driver"))
+    ap.add_argument("--rosettad", default=os.path.join(root, "build", "tools", "rosettad"))
+    ap.add_argument("--data-dir", default=os.path.abspath(os.path.join(root, "..", "shared",
+                                                                       "data")))
+    ap.add_argument("--work-dir", default=os.path.join(root, "bench", ".data", "crossmodal"))
+    ap.add_argument("--out-dir", default=None)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--full", action="store_true", help="the large mode (adds the noise sweep)")
+    ap.add_argument("--python", default=None)
+    ap.add_argument("--skip", action="append", default=[], choices=["rosetta", "milvus"],
+                    help="leave a system out (development)")
+    a = ap.parse_args()
+    py = a.python
+    if py is None:
+        for venv in (".venv-harness", ".venv-crossmodal"):
+            cand = os.path.join(root, "bench", venv, "bin", "python")
+            if os.path.exists(cand) and subprocess.run(
+                    [cand, "-c", "import numpy, pymilvus, faiss"],
+                    capture_output=True).returncode == 0:
+                py = cand
+                break
+        py = py or sys.executable
+    out = a.out_dir or a.work_dir
+    os.makedirs(a.work_dir, exist_ok=True)
+    os.makedirs(out, exist_ok=True)
+    res = run({"driver": a.driver, "rosettad": a.rosettad, "data_dir": a.data_dir,
+               "work_dir": a.work_dir, "out_dir": out, "threads": a.threads,
+               "quick": not a.full, "python": py, "skip": a.skip,
+               "log": lambda s: print(s, file=sys.stderr, flush=True)})
+    with open(os.path.join(out, "crossmodal.json"), "w") as f:
+        json.dump(res, f, indent=1)
+    md = "\n".join(render_markdown(res)) + "\n"
+    with open(os.path.join(out, "crossmodal.md"), "w") as f:
+        f.write(md)
+    print(md)
