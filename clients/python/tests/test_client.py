@@ -414,3 +414,61 @@ def test_closed_client_raises_unavailable(server) -> None:
         c.list_collections()
     with pytest.raises(ConnectionError):  # UnavailableError is a ConnectionError.
         c.list_collections()
+
+
+def test_one_client_shared_by_threads(db: rosetta.Client, collection: str, rng) -> None:
+    import threading
+    base = unit_rows(rng, 100, 8)
+    db.import_vectors(collection, "image", base, id_prefix="t")
+    queries = unit_rows(rng, 40, 8)
+    expected = [db.search(collection, q, k=5, space="clip") for q in queries]
+    got: dict = {}
+    failures: list = []
+
+    def worker(w: int) -> None:
+        try:
+            for i in range(w, 40, 8):
+                got[i] = db.search(collection, queries[i], k=5, space="clip")
+                db.upsert(collection, [{"id": f"w{w}_{i}"}])
+        except Exception as e:  # noqa: BLE001 - reported below.
+            failures.append(e)
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    assert [got[i] for i in range(40)] == expected
+    assert db.describe(collection).records == 140
+
+
+def test_import_progress_bar_on_a_terminal(db: rosetta.Client, collection: str, rng,
+                                           monkeypatch) -> None:
+    """progress=None draws a tqdm bar when stderr is a terminal and tqdm is installed."""
+    import sys
+    import types
+    from rosetta import _base
+    bars = []
+
+    class FakeTqdm:
+        def __init__(self, total, **kw):
+            self.total, self.n, self.closed, self.kw = total, 0, False, kw
+            bars.append(self)
+
+        def update(self, k):
+            self.n += k
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setitem(sys.modules, "tqdm", types.SimpleNamespace(tqdm=FakeTqdm))
+    x = unit_rows(rng, 25, 8)
+    monkeypatch.setattr(_base, "_stderr_is_tty", lambda: False)
+    db.import_vectors(collection, "image", x, batch_rows=10)
+    assert bars == []  # not a terminal: no bar.
+    monkeypatch.setattr(_base, "_stderr_is_tty", lambda: True)
+    db.import_vectors(collection, "image", x, batch_rows=10)
+    assert len(bars) == 1 and bars[0].total == 25 and bars[0].n == 25 and bars[0].closed
+    db.import_vectors(collection, "image", x, batch_rows=10, progress=False)
+    assert len(bars) == 1

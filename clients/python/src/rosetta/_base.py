@@ -500,8 +500,8 @@ class ClientBase:
     def get(self, name: str, ids: Union[str, Iterable[str]], *,
             with_vectors: bool = False) -> Any:
         """Point lookups: a :class:`GetResult` with the records found, in the order asked
-        (vectors only ``with_vectors``; they are read-only float32 views of the reply), and the
-        ids not found. Long id lists are split into requests whose replies fit the frame
+        (vectors only ``with_vectors``: float32 arrays viewing the reply's buffer, no copy), and
+        the ids not found. Long id lists are split into requests whose replies fit the frame
         limit."""
         return self._run(self._g_get(name, ids, with_vectors))
 
