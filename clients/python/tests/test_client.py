@@ -472,3 +472,15 @@ def test_import_progress_bar_on_a_terminal(db: rosetta.Client, collection: str, 
     assert len(bars) == 1 and bars[0].total == 25 and bars[0].n == 25 and bars[0].closed
     db.import_vectors(collection, "image", x, batch_rows=10, progress=False)
     assert len(bars) == 1
+
+
+def test_timeout_none_means_no_limit(server) -> None:
+    import asyncio
+    with rosetta.Client(server.host, server.port, timeout=None) as c:
+        assert isinstance(c.list_collections(), list)
+
+    async def main() -> None:
+        async with rosetta.AsyncClient(server.host, server.port, timeout=None) as a:
+            assert isinstance(await a.list_collections(), list)
+
+    asyncio.run(main())

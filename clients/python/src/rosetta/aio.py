@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import math
 import socket
 import time
 from typing import Any, Deque, List, Optional, Tuple
@@ -23,6 +24,10 @@ from .types import ServerInfo
 from .wire.Message import Message
 
 __all__ = ["AsyncClient"]
+
+
+def _left(deadline: float) -> Optional[float]:
+    return None if deadline == math.inf else max(0.001, deadline - time.monotonic())
 
 
 class _AsyncConnection:
@@ -170,14 +175,15 @@ class _AsyncConnection:
             except Exception:  # noqa: BLE001
                 pass
 
-    async def request(self, enc: codec.Encoded, request_id: int, timeout: float) -> bytes:
+    async def request(self, enc: codec.Encoded, request_id: int,
+                      timeout: Optional[float]) -> bytes:
         """Sends one request; the reply frame body. Connection failures raise UnavailableError
         with ``sent`` telling whether the request left whole."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future = loop.create_future()
         # Failures set on a future whose caller already gave up are not "never retrieved".
         fut.add_done_callback(lambda f: f.cancelled() or f.exception())
-        deadline = time.monotonic() + timeout
+        deadline = math.inf if timeout is None else time.monotonic() + timeout
         sent = False
         try:
             async with self.write_lock:
@@ -194,8 +200,7 @@ class _AsyncConnection:
                     # Wait only while the kernel does not take it all (large frames): a small
                     # request goes out without suspending, so the next one pipelines behind it.
                     if self.writer.transport.get_write_buffer_size() > 0:
-                        await asyncio.wait_for(self.writer.drain(),
-                                               max(0.001, deadline - time.monotonic()))
+                        await asyncio.wait_for(self.writer.drain(), _left(deadline))
                 except asyncio.TimeoutError:
                     raise
                 except (OSError, RuntimeError) as e:
@@ -204,16 +209,15 @@ class _AsyncConnection:
                     raise errors.UnavailableError(
                         f"the server closed the connection ({self.peer})") from e
                 sent = True
-            return await asyncio.wait_for(asyncio.shield(fut),
-                                          max(0.001, deadline - time.monotonic()))
+            return await asyncio.wait_for(asyncio.shield(fut), _left(deadline))
         except asyncio.TimeoutError as e:
             # A late reply could not be told from the next one by a caller that gave up; the
             # protocol's advice: close the connection.
             self.fail(errors.UnavailableError(
                 f"the connection to {self.peer} was closed after a request timed out"))
             err = errors.DeadlineExceededError(
-                f"no reply from {self.peer} within {timeout:g} s" if sent
-                else f"could not send the request to {self.peer} within {timeout:g} s")
+                f"no reply from {self.peer} within {timeout} s" if sent
+                else f"could not send the request to {self.peer} within {timeout} s")
             err.sent = sent  # type: ignore[attr-defined]
             raise err from e
         except errors.RosettaError as e:
@@ -238,7 +242,7 @@ class AsyncClient(ClientBase):
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
-                 token: Optional[str] = None, timeout: float = DEFAULT_TIMEOUT, *,
+                 token: Optional[str] = None, timeout: Optional[float] = DEFAULT_TIMEOUT, *,
                  connections: int = 1, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
                  retries: int = 3, backoff: float = 0.1, client_name: str = _CLIENT_NAME,
                  _protocol_version: int = codec.PROTOCOL_VERSION) -> None:
@@ -251,7 +255,7 @@ class AsyncClient(ClientBase):
                 f"token of {len(token.encode('utf-8'))} bytes; at most {codec.MAX_TOKEN_BYTES}")
         self.host = host
         self.port = int(port)
-        self.timeout = float(timeout)
+        self.timeout = None if timeout is None else float(timeout)
         self.connect_timeout = float(connect_timeout)
         self.retries = int(retries)
         self.backoff = float(backoff)

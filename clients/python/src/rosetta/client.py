@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import select
 import socket
 import threading
@@ -93,7 +94,9 @@ class _Connection:
 
     # ---- I/O -----------------------------------------------------------------------------------
 
-    def _remaining(self, deadline: float, what: str) -> float:
+    def _remaining(self, deadline: float, what: str) -> Optional[float]:
+        if deadline == math.inf:
+            return None  # no timeout.
         left = deadline - time.monotonic()
         if left <= 0:
             raise socket.timeout(what)
@@ -169,6 +172,10 @@ class _Connection:
                                               f"{e.strerror or e}")
             err.sent = sent  # type: ignore[attr-defined]
             raise err from e
+        except BaseException:
+            # Interrupted mid-exchange (KeyboardInterrupt, ...): the stream is out of step.
+            self.close()
+            raise
 
     def _early_answer(self) -> Optional[errors.RosettaError]:
         try:
@@ -208,7 +215,8 @@ class Client(ClientBase):
     Args:
         host, port: the server.
         token: access token (None for an open server).
-        timeout: seconds for one request (sending it and receiving the whole reply).
+        timeout: seconds for one request (sending it and receiving the whole reply); None: no
+            limit.
         connect_timeout: seconds for connecting and the Hello.
         retries: retries of idempotent writes after connection errors (0: none at all).
         backoff: the first retry's wait in seconds (doubling, at most 2 s, with jitter).
@@ -216,7 +224,7 @@ class Client(ClientBase):
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
-                 token: Optional[str] = None, timeout: float = DEFAULT_TIMEOUT, *,
+                 token: Optional[str] = None, timeout: Optional[float] = DEFAULT_TIMEOUT, *,
                  connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, retries: int = 3,
                  backoff: float = 0.1, client_name: str = _CLIENT_NAME,
                  _protocol_version: int = codec.PROTOCOL_VERSION) -> None:
@@ -227,7 +235,7 @@ class Client(ClientBase):
                 f"token of {len(token.encode('utf-8'))} bytes; at most {codec.MAX_TOKEN_BYTES}")
         self.host = host
         self.port = int(port)
-        self.timeout = float(timeout)
+        self.timeout = None if timeout is None else float(timeout)
         self.connect_timeout = float(connect_timeout)
         self.retries = int(retries)
         self.backoff = float(backoff)
@@ -321,8 +329,9 @@ class Client(ClientBase):
                     request_id = self._next_id
                     self._next_id += 1
                     try:
-                        return conn.round_trip(op.encoded, request_id,
-                                               time.monotonic() + self.timeout,
+                        deadline = (math.inf if self.timeout is None
+                                    else time.monotonic() + self.timeout)
+                        return conn.round_trip(op.encoded, request_id, deadline,
                                                conn.max_frame_bytes, op.want, op.parse)
                     finally:
                         if conn.closed and self._conn is conn:
