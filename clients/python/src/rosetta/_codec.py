@@ -527,7 +527,7 @@ def import_rows(collection: str, field_name: str, rows: np.ndarray, id_prefix: s
                 id_offset: int, provenance: Optional[Provenance]) -> BuildFn:
     """``rows``: a C-contiguous (n, dim) float32 array."""
     def build(b: flatbuffers.Builder) -> Tuple[int, int]:
-        data = b.CreateNumpyVector(rows.reshape(-1))
+        data = _fast.create_float_vector(b, rows)
         c = b.CreateString(_text(collection, "collection name"))
         f = b.CreateString(_text(field_name, "field name"))
         p = b.CreateString(id_prefix) if id_prefix else None

@@ -228,3 +228,13 @@ def create_string_vector(b: flatbuffers.Builder, values: Sequence[str]) -> int:
     b.head = b.head - 4 * n
     b.Bytes[b.head:b.head + 4 * n] = rel.tobytes()
     return b.EndVector()
+
+
+def create_float_vector(b: flatbuffers.Builder, values: np.ndarray) -> int:
+    """``[float]`` of a C-contiguous little-endian float32 array, copied once into the builder
+    (Builder.CreateNumpyVector copies twice: through ``tobytes()``)."""
+    n = values.size
+    b.StartVector(4, n, 4)
+    b.head = b.head - 4 * n
+    b.Bytes[b.head:b.head + 4 * n] = memoryview(values.reshape(-1)).cast("B")
+    return b.EndVector()
