@@ -28,7 +28,6 @@ import time
 
 import numpy as np
 
-import rosetta
 from rosetta.testing import start_rosettad
 
 REPO = pathlib.Path(__file__).resolve().parents[2]

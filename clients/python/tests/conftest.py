@@ -11,12 +11,15 @@ import contextlib
 import itertools
 import os
 import pathlib
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 import pytest
 
 import rosetta
+
+if TYPE_CHECKING:
+    from rosetta.testing import RosettadServer
 
 # The package's fixtures (rosettad_server, ...), as users enable them. rosetta.testing is
 # imported only through this, so that pytest can rewrite its asserts.

@@ -7,7 +7,6 @@ import json
 import subprocess
 
 import numpy as np
-import pytest
 
 import rosetta
 from conftest import unit_rows

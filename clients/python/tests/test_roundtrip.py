@@ -7,7 +7,6 @@ import time
 import numpy as np
 
 import rosetta
-from conftest import photos_schema
 
 
 def test_100k_x_512_import_get_round_trip(db: rosetta.Client, rng) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 from . import _codec as codec
 from . import errors
 from .types import (CollectionInfo, CollectionSchema, EvalResult, GetResult, IndexProgress,
-                    Provenance, QueryInput, Record, SearchResult, ServerInfo, Space, Stats,
+                    Provenance, QueryInput, Record, SearchResult, ServerInfo, Space,
                     WriteResult)
 from .wire.Message import Message
 

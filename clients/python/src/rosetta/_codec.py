@@ -11,7 +11,6 @@ bad UTF-8, ...) into an InternalError "malformed reply".
 
 from __future__ import annotations
 
-import math
 import struct
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -21,7 +20,7 @@ import numpy as np
 
 from . import _fast, errors
 from .types import (ATTRIBUTE_TYPES, FILTER_OPS, FUSIONS, INDEX_TYPES, METRICS, MISSINGS,
-                    NORMALIZES, PROVENANCE_MEMBERS, ROLES, CalibrationStats, CollectionInfo,
+                    NORMALIZES, ROLES, CalibrationStats, CollectionInfo,
                     CollectionSchema, Field, FieldExplanation, FieldPlan, GetResult, Hit,
                     IndexProgress, IndexSpec, LatencyStats, Provenance, Record, SearchResult,
                     SegmentFieldIndex, SegmentInfo, ServerInfo, Space, Stats, WriteResult)
@@ -918,12 +917,6 @@ def parse_stats(t: Any) -> Stats:
                  connections_accepted=s.ConnectionsAccepted(),
                  connections_refused=s.ConnectionsRefused(), bytes_received=s.BytesReceived(),
                  bytes_sent=s.BytesSent())
-
-
-def check_finite_float(v: float, what: str) -> float:
-    if not math.isfinite(v):
-        raise ValueError(f"{what}: {v} is not finite")
-    return v
 
 
 # The bulk replies are read by the hand-written readers (see _fast.py).
