@@ -201,3 +201,22 @@ def test_async_auth(make_server) -> None:
             await rosetta.AsyncClient(s.host, s.port, token="bad").connect()
 
     run(main())
+
+
+def test_async_lazy_connections_are_all_used(server, db, collection, rng) -> None:
+    base = unit_rows(rng, 50, 8)
+    db.import_vectors(collection, "image", base, id_prefix="l")
+    expected = [db.search(collection, q, k=3, space="clip") for q in base]
+
+    async def main() -> None:
+        adb = server.async_client(connections=4)  # not connected yet.
+        try:
+            got = await asyncio.gather(*(adb.search(collection, q, k=3, space="clip")
+                                         for q in base))
+            assert got == expected
+            opened = [c for c in adb._slots if c is not None]
+            assert len(opened) == 4  # the first concurrent calls opened every connection.
+        finally:
+            await adb.close()
+
+    run(main())

@@ -13,7 +13,7 @@ import collections
 import math
 import socket
 import time
-from typing import Any, Deque, List, Optional, Tuple
+from typing import Any, Deque, List, Optional, Set, Tuple
 
 from . import _codec as codec
 from . import errors
@@ -264,6 +264,8 @@ class AsyncClient(ClientBase):
         self._protocol_version = _protocol_version
         self._slots: List[Optional[_AsyncConnection]] = [None] * connections
         self._slot_locks: Optional[List[asyncio.Lock]] = None
+        self._opening: Set[int] = set()  # slots being connected.
+        self._turn = 0
         self._next_id = 2  # 1 is each connection's Hello.
         self._closed = False
 
@@ -311,28 +313,40 @@ class AsyncClient(ClientBase):
         c = self._slots[i]
         if c is not None and not c.closed:
             return c
-        async with self._slot_locks[i]:
-            c = self._slots[i]
-            if c is None or c.closed:
-                c = _AsyncConnection(host_port(self.host, self.port))
-                await c.open(self.host, self.port, self._token, self.connect_timeout,
-                             self._client_name, self._protocol_version)
-                if self._closed:
-                    await c.close()
-                    raise errors.UnavailableError(
-                        f"the client for {host_port(self.host, self.port)} is closed")
-                self._slots[i] = c
-            return c
+        self._opening.add(i)
+        try:
+            async with self._slot_locks[i]:
+                c = self._slots[i]
+                if c is None or c.closed:
+                    c = _AsyncConnection(host_port(self.host, self.port))
+                    await c.open(self.host, self.port, self._token, self.connect_timeout,
+                                 self._client_name, self._protocol_version)
+                    if self._closed:
+                        await c.close()
+                        raise errors.UnavailableError(
+                            f"the client for {host_port(self.host, self.port)} is closed")
+                    self._slots[i] = c
+                return c
+        finally:
+            self._opening.discard(i)
 
     async def _pick(self) -> _AsyncConnection:
-        best, load = 0, None
+        """The connection for the next call: an unopened slot is opened (so concurrent first
+        calls open every connection), else the open one with the fewest requests in flight;
+        while every slot is still opening, calls queue on them in turn."""
+        best, load = None, None
         for i, c in enumerate(self._slots):
-            n = -1 if c is None or c.closed else len(c.pending)
-            if n == -1:  # an unopened slot: open it rather than queue behind others.
-                best = i
-                break
+            if c is None or c.closed:
+                if i not in self._opening:
+                    return await self._slot(i)
+                continue
+            n = len(c.pending)
             if load is None or n < load:
                 best, load = i, n
+        if best is None:
+            opening = sorted(self._opening) or [0]
+            best = opening[self._turn % len(opening)]
+            self._turn += 1
         return await self._slot(best)
 
     # ---- the driver ----------------------------------------------------------------------------
