@@ -373,6 +373,25 @@ class _Rosetta:
     def close(self):
         self.drv.close()
 
+    def via_server(self, rosettad, threads):
+        """Closes the embedded driver, serves the same directory with rosettad over loopback
+        and connects a new driver to it; returns the server process (stop it with SIGTERM)."""
+        self.drv.close()
+        err = open(os.path.join(self.work, "rosettad.stderr"), "a")
+        srv = subprocess.Popen([rosettad, "--data", os.path.join(self.work, "rosetta-db"),
+                                "--listen", "127.0.0.1:0", "--threads", str(int(threads)),
+                                "--sync", "none"], stdout=subprocess.PIPE, stderr=err,
+                               text=True)
+        line = srv.stdout.readline()
+        if " listening on " not in line:
+            srv.kill()
+            srv.wait()
+            raise _DriverError(f"rosettad did not start (banner {line!r})")
+        host, port = line.split(" listening on ")[1].split()[0].rsplit(":", 1)
+        self.drv = _Driver(self.drv.proc.args[0], os.path.join(self.work, "driver.stderr"))
+        self.drv.cmd(f"connect {host} {port}")
+        return srv
+
 
 class _Milvus:
     """milvus-lite through pymilvus' MilvusClient: collections with two FLOAT_VECTOR fields,
@@ -824,8 +843,35 @@ def _worker(ctx_path, result_path):
                     r, _ = ros.search("xm_full", qfile, [f])
                     add_sweep(point, f"{f} only", r)
             save()
+            if ctx.get("rosettad") and os.path.exists(ctx["rosettad"]):
+                _wlog("rosetta: the same searches through rosettad over loopback")
+                srv = ros.via_server(ctx["rosettad"], ctx["threads"])
+                try:
+                    same, total = 0, 0
+                    for coll, key, kw in (
+                            ("xm_full", (id(exp2b), "weighted, calibrated"), {}),
+                            ("xm_full", (id(exp2b), "rrf"), {"fusion": "rrf"}),
+                            ("xm_missing", ("exp3", "weighted, calibrated", "renormalize"), {}),
+                            ("xm_missing", ("exp3", "weighted, minmax", "zero"),
+                             {"normalize": "minmax", "missing": "zero"})):
+                        r, _ = ros.search(coll, files["para"], ["image", "caption"], **kw)
+                        same += sum(1 for a, b in zip(r, ros_ranked[key]) if a == b)
+                        total += len(r)
+                    result["checks"].append(
+                        f"Rosetta through rosettad over loopback (4 of the fused configurations "
+                        f"of 2(b) and 3): identical top-100 lists to the embedded engine for "
+                        f"{same} of {total} queries")
+                finally:
+                    ros.close()
+                    srv.terminate()
+                    try:
+                        srv.wait(timeout=60)
+                    except subprocess.TimeoutExpired:
+                        srv.kill()
+                        srv.wait()
         finally:
-            ros.close()
+            if ros.drv.proc.poll() is None:
+                ros.close()
     except Exception as e:  # noqa: BLE001
         result["errors"]["rosetta"] = f"{type(e).__name__}: {e}"
         _wlog(f"rosetta failed: {e}")
