@@ -83,6 +83,7 @@ def summary(report):
                     pq = qps_at(sy[p], th, t) if _ok(sy[p]) else None
                     d["vs_peers"].append({
                         "threads": th, "target": t, "peer": p, "peer_qps": pq,
+                        "peer_measured": _ok(sy[p]) and str(th) in (sy[p].get("at_recall") or {}),
                         "rosetta": ours_name, "rosetta_qps": ours, "ratio": ratio(ours, pq),
                         "rosetta_server": srv_name, "server_qps": srv,
                         "server_ratio": ratio(srv, pq)})
@@ -232,7 +233,8 @@ def markdown(report):
     lines += ["### Rosetta vs each peer at recall@10 0.90 / 0.95", "",
               f"| data set | peer | @0.90 {T}t | @0.95 {T}t | @0.90 1t | @0.95 1t | "
               f"server @0.95 {T}t |", "|---|---|---|---|---|---|---|"]
-    for d in report["summary"]:
+    for d, res in zip(report["summary"], report["datasets"]):
+        report_systems = res["systems"]
         by = {}
         for r in d["vs_peers"]:
             by.setdefault(r["peer"], {})[(r["threads"], r["target"])] = r
@@ -241,6 +243,8 @@ def markdown(report):
                 r = rr.get((th, t))
                 if r is None:
                     return "—"
+                if not r.get("peer_measured", True):
+                    return "peer failed" if not _ok(report_systems.get(peer)) else "peer n/m"
                 if r["peer_qps"] is None:
                     return "peer n/r" if r["rosetta_qps"] is not None else "both n/r"
                 if r["rosetta_qps"] is None:
@@ -248,9 +252,8 @@ def markdown(report):
                 return xr(r[key])
             lines.append(f"| {d['dataset']} | {peer} | {c(T, 0.90)} | {c(T, 0.95)} | "
                          f"{c(1, 0.90)} | {c(1, 0.95)} | {c(T, 0.95, 'server_ratio')} |")
-    lines += ["", "n/r: the recall was not reached within the sweep (or the figure is not "
-              "measured, e.g. lancedb / milvus-lite at 1 thread: see 'How each system was "
-              "measured').", ""]
+    lines += ["", "n/r: the recall was not reached within the sweep; n/m: not measured (lancedb "
+              "at 1 thread: see 'How each system was measured').", ""]
 
     # --- Per data set. ---
     for res in report["datasets"]:

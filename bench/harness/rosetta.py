@@ -119,6 +119,7 @@ class RosettaSystem:
         self.kind = "flat" if variant == "flat" else "ivf"
         self.build = {}
         self.memory = {}
+        self.only_points = None
         self.how = ("one query per request (BATCH=1); 1 thread = CLIENTS 1, T threads = CLIENTS T "
                     "concurrent client threads" +
                     (" each with its own loopback connection to rosettad --threads T"
@@ -128,6 +129,9 @@ class RosettaSystem:
     def rows(self):
         if self.variant == "flat":
             return [[{"exact": True}]]
+        if self.only_points is not None:
+            # Each point its own row: no early stop (they are the embedded run's Pareto points).
+            return [[p] for p in self.only_points]
         nlist = self.ctx["nlist"]
         nprobes = self.ctx["nprobes"]
         ps = sorted({p for p in nprobes if p <= nlist} | ({nlist} if nlist <= max(nprobes)

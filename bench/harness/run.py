@@ -137,6 +137,8 @@ def reexec_in_venv(args):
     # (measured here: IVFPQ build 24.9 s -> 11.2 s, search 11k -> 30k QPS at load 6 on 2 cores),
     # so the harness runs FAISS with the passive policy unless the caller set one.
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    env.setdefault("GRPC_VERBOSITY", "NONE")  # milvus-lite's client: keepalive chatter on stderr
+    env.setdefault("LANCE_LOG", "error")
     env["ROSETTA_HARNESS_COMMAND"] = " ".join(shlex.quote(a) for a in ["python3"] + sys.argv)
     os.execve(python, [python, os.path.abspath(__file__)] + sys.argv[1:], env)
 
@@ -276,6 +278,10 @@ def failed(results, name, family, stage, exc):
     log(f"    {name} FAILED ({stage}): {exc}")
 
 
+def _ok(s):
+    return bool(s) and s.get("status") == "ok"
+
+
 def run_dataset(ds, cfg, mods):
     import numpy as np
     T = cfg["threads"]
@@ -328,6 +334,19 @@ def run_dataset(ds, cfg, mods):
                     log("  rosetta server: rosettad on the same database")
                     dep.open_server()
                     for s in dep.server_systems(variants):
+                        emb = systems.get(s.name.replace("server", "embedded"))
+                        if cfg["server_pareto_only"] and s.variant != "flat" and _ok(emb):
+                            # Only the points on the embedded run's Pareto fronts (1 and T
+                            # threads): the server's cost is measured where it matters, in
+                            # half the time.
+                            pts = {}
+                            for th, at in emb["at_recall"].items():
+                                for p in at["pareto"]:
+                                    pts[json.dumps(p["point"], sort_keys=True)] = p
+                            s.only_points = [p["point"] for p in
+                                             sorted(pts.values(), key=lambda p: p["recall"])]
+                            s.how += ("; swept over the embedded run's Pareto points only "
+                                      "(quick mode)")
                         log(f"  {s.name}")
                         run_system(s, cfg, ds, [1, T] if T != 1 else [1], systems)
                     rss = dep.server_rss()
@@ -350,7 +369,8 @@ def run_dataset(ds, cfg, mods):
     base = np.ascontiguousarray(ds["base"], dtype=np.float32)
     pctx = {"queries": np.ascontiguousarray(ds["queries"], dtype=np.float32),
             "k_search": k_search, "nprobes": cfg["nprobes"], "refines": cfg["refines"],
-            "latency_queries": cfg["latency_queries"]}
+            "latency_queries": cfg["latency_queries"], "slow_nprobes": cfg.get("slow_nprobes"),
+            "slow_efs": cfg.get("slow_efs")}
     metric = ds["metric"]
     thread_counts = sorted({1, T})
 
@@ -448,13 +468,17 @@ def config_for(args):
     else:
         scale = "quick"
     cfg = {"threads": T, "k": 10, "scale": scale, "stop_recall": 0.995,
-           "latency_queries": 100, "milvus_indexes": ["HNSW", "IVF_FLAT"]}
+           "latency_queries": 100, "milvus_indexes": ["HNSW", "IVF_FLAT"],
+           "server_pareto_only": False}
     if scale == "smoke":
         cfg.update(min_s=0.05, nprobes=[2, 8, 32], refines=[40], system_budget_s=8,
                    latency_queries=20, families=["rosetta", "faiss"], datasets=["sift10k"])
     elif scale == "quick":
-        cfg.update(min_s=0.2, nprobes=[1, 2, 4, 8, 16, 32, 64, 128], refines=[20, 50, 100],
-                   system_budget_s=25)
+        cfg.update(min_s=0.12, nprobes=[1, 2, 4, 8, 16, 32, 64, 128], refines=[20, 100],
+                   system_budget_s=20, stop_recall=0.99, latency_queries=50,
+                   server_pareto_only=True,
+                   # milvus-lite and lancedb answer ~1k queries/s through Python: a coarser grid
+                   slow_nprobes=[1, 2, 4, 8, 16, 32, 64][::2] + [128], slow_efs=[10, 24, 64, 192])
     else:
         cfg.update(min_s=0.4, nprobes=[1, 2, 4, 8, 16, 32, 64, 128, 256, 512],
                    refines=[20, 40, 100, 200], system_budget_s=240,
@@ -485,10 +509,13 @@ def main():
     cfg = config_for(args)
     started = datetime.datetime.now(datetime.timezone.utc)
     info = machine_info()
-    out_dir = args.out_dir or os.path.join(
-        ROOT, "bench", "results",
-        started.strftime("%Y-%m-%d") + "-" + machine_slug(info)
-        + ("-smoke" if args.smoke else ""))
+    if args.out_dir:
+        out_dir = args.out_dir
+    elif args.smoke:  # a check, not a result to keep: outside the source tree
+        out_dir = tempfile.mkdtemp(prefix="rosetta-harness-smoke-")
+    else:
+        out_dir = os.path.join(ROOT, "bench", "results",
+                               started.strftime("%Y-%m-%d") + "-" + machine_slug(info))
     os.makedirs(out_dir, exist_ok=True)
     set_log_file(os.path.join(out_dir, "run.log"))
     log(f"writing {out_dir}; threads T = {cfg['threads']}; scale {cfg['scale']}")
