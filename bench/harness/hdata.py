@@ -23,7 +23,7 @@ SEED = 20261125
 # Synthetic sizes: (vec128 n, embed768 n, queries).
 SCALES = {
     "smoke": None,
-    "quick": (50_000, 10_000, 300),
+    "quick": (30_000, 10_000, 300),
     "medium": (300_000, 50_000, 500),
     "large": (1_000_000, 200_000, 1000),
 }

@@ -255,6 +255,8 @@ def markdown(report):
     lines += ["", "n/r: the recall was not reached within the sweep; n/m: not measured (lancedb "
               "at 1 thread: see 'How each system was measured').", ""]
 
+    lines += caveats(report)
+
     # --- Per data set. ---
     for res in report["datasets"]:
         ds, p, sy = res["dataset"], res["params"], res["systems"]
@@ -278,7 +280,7 @@ def markdown(report):
                              f" |" + " |" * (10 + pair))
                 continue
             b, mem = s.get("build") or {}, s.get("memory") or {}
-            rss = mem.get("rss_bytes") or mem.get("server_rss_bytes")
+            rss = mem.get("rss_bytes")
             op = _operating_point(s, 1) or _operating_point(s, T)
             lat = "—"
             if op and "1" in op["threads"] and op["threads"]["1"].get("p50_us") is not None:
@@ -347,8 +349,8 @@ def markdown(report):
         "the server; peers: their insert / add calls). B/vector: index bytes per vector as each "
         "system reports it (see `memory.accounting` in results.json); RSS: resident memory of "
         "the process that holds the index (Rosetta: the driver embedding the engine / rosettad; "
-        "milvus-lite: its server subprocess; FAISS / graph libraries share the Python process: "
-        "see rss_delta_bytes in results.json).",
+        "the peers all run inside the harness's Python process (milvus-lite too), so for them "
+        "results.json gives rss_delta_bytes, the growth of that process's RSS over the build).",
         "- Recall@10 against each data set's exact ground truth; a sweep row stops at recall "
         "0.995, when recall stops improving (< 0.001) or when the system's time budget is "
         "spent.", ""]
@@ -365,6 +367,43 @@ def markdown(report):
             lines += [f"**render_markdown failed**: `{cm['markdown_error']}`", ""]
         lines += [str(x) for x in cm.get("markdown", [])] + [""]
     return "\n".join(lines) + "\n"
+
+
+def caveats(report):
+    cfg = report["config"]
+    out = ["### Read this before the numbers", ""]
+    la = report["load_average"]
+    if max(la["before"][0], la["now"][0]) > 0.75 * report["machine"]["cpus"]:
+        out.append(f"- The machine was shared while this ran (load average "
+                   f"{la['before'][0]:.1f} before, {la['now'][0]:.1f} at the end on "
+                   f"{report['machine']['cpus']} cores; per data set in its section): every "
+                   "absolute figure is depressed and noisy, p99 latencies most of all (a "
+                   "negative server overhead is noise). Systems ran one after another, so "
+                   "load changes between them bias the ratios in either direction.")
+    out += [
+        "- Rosetta answers one query per request (BATCH = 1: how a database is called); the "
+        "in-process libraries get the whole query matrix per call (their batch APIs amortise "
+        "per-call costs, and FAISS flat uses a matrix multiply). milvus-lite and lancedb pay "
+        "their client / IPC / Python result conversion per call, which dominates at these "
+        "sizes: their ratios measure the whole client stack, not their index.",
+        "- Rosetta at 1 thread = one client thread; the engine's search pool has T threads "
+        "(the driver opens the database once), so a single query may use more than one core "
+        "(cpu_ms_per_query in results.json shows the CPU it used).",
+        "- milvus-lite 3.2.2 has no IVF-PQ (it refuses to load one: see 'How each system was "
+        "measured'); it runs HNSW and IVF_FLAT. lancedb trains at most n / 256 IVF partitions "
+        "(3 at 1,000 rows, 117 at 30,000), so its nprobe values are not comparable; its "
+        "recall/QPS curve is.",
+        "- FAISS runs with OMP_WAIT_POLICY="
+        f"{(report.get('environment') or {}).get('OMP_WAIT_POLICY')} (see README).",
+    ]
+    if cfg["scale"] == "quick":
+        out.append("- Quick mode: synthetic sets of 30k × 128 and 10k × 768 (not the issue's "
+                   "1M / 200k: `--scale large`), 300 queries, refine rows "
+                   f"{cfg['refines']}, timed runs of {cfg['min_s']} s, a {cfg['system_budget_s']} s "
+                   "sweep budget per system, the server swept only on the embedded run's Pareto "
+                   "points, and for milvus-lite and lancedb coarser grids and timed calls of "
+                   f"{cfg.get('slow_batch')} queries (recall still from every query).")
+    return out + [""]
 
 
 def summary_entry(report, name):

@@ -68,6 +68,12 @@ def parse_args(argv=None):
     p.add_argument("--min-s", type=float, default=None,
                    help="seconds per timed measurement (default 0.25; smoke 0.05; large 0.5)")
     p.add_argument("--no-crossmodal", action="store_true")
+    p.add_argument("--crossmodal-timeout", type=float, default=None,
+                   help="seconds the cross-modal section may take (default: quick 420, else "
+                        "7200); past it the section is reported as timed out")
+    p.add_argument("--rerender", metavar="RESULTS_JSON", default=None,
+                   help="only rewrite results.md (and the summary in results.json) beside "
+                        "RESULTS_JSON from it; no measurement")
     p.add_argument("--work-dir", default=None, help="scratch (default: a temporary directory)")
     p.add_argument("--data-dir", default=os.path.join(ROOT, "bench", ".data"),
                    help="cache of generated synthetic sets")
@@ -370,7 +376,8 @@ def run_dataset(ds, cfg, mods):
     pctx = {"queries": np.ascontiguousarray(ds["queries"], dtype=np.float32),
             "k_search": k_search, "nprobes": cfg["nprobes"], "refines": cfg["refines"],
             "latency_queries": cfg["latency_queries"], "slow_nprobes": cfg.get("slow_nprobes"),
-            "slow_efs": cfg.get("slow_efs")}
+            "slow_efs": cfg.get("slow_efs"), "slow_batch": cfg.get("slow_batch"),
+            "slow_latency_queries": cfg.get("slow_latency_queries")}
     metric = ds["metric"]
     thread_counts = sorted({1, T})
 
@@ -478,7 +485,8 @@ def config_for(args):
                    system_budget_s=20, stop_recall=0.99, latency_queries=50,
                    server_pareto_only=True,
                    # milvus-lite and lancedb answer ~1k queries/s through Python: a coarser grid
-                   slow_nprobes=[1, 2, 4, 8, 16, 32, 64][::2] + [128], slow_efs=[10, 24, 64, 192])
+                   slow_nprobes=[2, 8, 32, 128], slow_efs=[10, 24, 64, 192], slow_batch=100,
+                   slow_latency_queries=20)
     else:
         cfg.update(min_s=0.4, nprobes=[1, 2, 4, 8, 16, 32, 64, 128, 256, 512],
                    refines=[20, 40, 100, 200], system_budget_s=240,
@@ -504,6 +512,18 @@ def synthetic_scale(scale):
 
 def main():
     args = parse_args()
+    if args.rerender:
+        import report as rep
+        path = os.path.abspath(args.rerender)
+        with open(path) as f:
+            report = json.load(f)
+        report["summary"] = rep.summary(report)
+        with open(path, "w") as f:
+            f.write(dumps(report) + "\n")
+        with open(os.path.join(os.path.dirname(path), "results.md"), "w") as f:
+            f.write(rep.markdown(report))
+        print(f"rewrote {os.path.join(os.path.dirname(path), 'results.md')}")
+        return
     if not in_venv():
         reexec_in_venv(args)  # does not return
     cfg = config_for(args)
@@ -557,7 +577,10 @@ def main():
 
     cross = None
     if not args.smoke and not args.no_crossmodal:
-        cross = run_crossmodal(cfg, out_dir, work)
+        limit = args.crossmodal_timeout
+        if limit is None:
+            limit = 420.0 if cfg["scale"] == "quick" else 7200.0
+        cross = run_crossmodal(cfg, out_dir, work, limit)
     report = write_all(out_dir, cfg, args, info, started, load_before, mods, results, skipped,
                        cross, partial=False)
     if not args.work_dir:
@@ -573,8 +596,11 @@ def main():
               f"{sum(len(r['systems']) for r in report['datasets'])} systems)")
 
 
-def run_crossmodal(cfg, out_dir, work):
-    log("cross-modal section (bench/harness/crossmodal.py)")
+def run_crossmodal(cfg, out_dir, work, timeout_s):
+    """crossmodal.run(ctx) in a thread, so that a section that overruns `timeout_s` is reported
+    (and its processes, children of this one, are stopped) instead of stalling the run."""
+    import threading
+    log(f"cross-modal section (bench/harness/crossmodal.py), time limit {timeout_s:.0f} s")
     out = {"status": "ok"}
     t0 = time.perf_counter()
     try:
@@ -583,9 +609,37 @@ def run_crossmodal(cfg, out_dir, work):
                "data_dir": os.path.abspath(os.path.join(ROOT, "..", "shared", "data")),
                "work_dir": os.path.join(work, "crossmodal"), "out_dir": out_dir,
                "threads": cfg["threads"], "quick": cfg["scale"] in ("quick", "smoke"),
-               "python": sys.executable, "log": log}
+               "python": sys.executable, "log": log, "time_limit_s": timeout_s}
         os.makedirs(ctx["work_dir"], exist_ok=True)
-        result = crossmodal.run(ctx)
+        box = {}
+
+        def target():
+            try:
+                box["result"] = crossmodal.run(ctx)
+            except BaseException as e:  # noqa: BLE001 - re-raised below, in this thread
+                box["error"] = e
+                box["traceback"] = traceback.format_exc()
+        th = threading.Thread(target=target, daemon=True)
+        th.start()
+        th.join(timeout_s)
+        if th.is_alive():
+            import signal
+            from common import children_pids
+            for pid in children_pids(os.getpid()):
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except OSError:
+                    pass
+            th.join(30)
+            raise TimeoutError(f"crossmodal.run did not return within {timeout_s:.0f} s "
+                               "(its processes were stopped)")
+        if "error" in box:
+            out = {"status": "error", "error": f"{type(box['error']).__name__}: {box['error']}",
+                   "traceback": box["traceback"][-3000:]}
+            log(f"cross-modal section failed: {out['error']}")
+            out["seconds"] = time.perf_counter() - t0
+            return out
+        result = box["result"]
         out["result"] = result
         try:
             out["markdown"] = list(crossmodal.render_markdown(result))
