@@ -64,7 +64,7 @@ SWEEP_COSINES = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)  # the paraphrase noise swee
 MISSING_FRACTION = 0.3
 TOP = 100                        # every system returns its top 100
 README_T2I = (0.520, 0.785, 0.863)
-WORKER_TIMEOUT_S = {True: 600, False: 1800}
+WORKER_TIMEOUT_S = {True: 900, False: 2700}
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -171,7 +171,7 @@ def render_markdown(result):
         "FLAT index, COSINE, `hybrid_search` with one AnnSearchRequest per field; `limit "
         "L/field` = L per request and L fused (R@100 only where L = 100). "
         + ("Quick mode: Milvus asks for 10 (its cost grows with the hits it returns), except "
-           "for found@100. " if s.get("quick") else "")
+           "in 2(b) and for found@100. " if s.get("quick") else "")
         + f"Threads: {s.get('threads')}. Versions: {s.get('versions')}.",
         "",
     ]
@@ -452,14 +452,19 @@ class _Milvus:
         t0 = time.perf_counter()
         for b in range(0, len(queries), batch):
             data = [q.tolist() for q in queries[b:b + batch]]
+            # output_fields=["id"]: milvus-lite 3.2.2 answers 4-6x faster than with the
+            # default (measured here: 100 queries, limit 100: 28 -> 4.4 ms per query for
+            # search, 45 -> 11 for hybrid_search); the hits are the same.
             if len(fields) == 1:
                 res = self.client.search(name, data=data, anns_field=fields[0], limit=limit,
-                                         search_params={"metric_type": "COSINE"})
+                                         search_params={"metric_type": "COSINE"},
+                                         output_fields=["id"])
             else:
                 reqs = [pm.AnnSearchRequest(data, f, {"metric_type": "COSINE"}, limit=per_field)
                         for f in fields]
                 rk = pm.WeightedRanker(0.5, 0.5) if ranker == "weighted" else pm.RRFRanker()
-                res = self.client.hybrid_search(name, reqs, rk, limit=limit)
+                res = self.client.hybrid_search(name, reqs, rk, limit=limit,
+                                                output_fields=["id"])
             for hits in res:
                 ranked.append([int(h["id"]) for h in hits])
         secs = time.perf_counter() - t0
@@ -921,8 +926,10 @@ def _worker(ctx_path, result_path):
                                  how=f"MilvusClient.search(anns_field=image, limit={depth})"))
         save()
         _wlog("milvus: experiment 2")
-        limits = [(10, 10)] if quick else [(10, 10), (TOP, TOP)]
         for exp, q in ((exp2a, text), (exp2b, para)):
+            # 2(b) is the comparison: limit 100 per field too (a larger candidate pool changes
+            # Milvus' fused ranking), even in quick mode.
+            limits = [(10, 10)] if quick and exp is exp2a else [(10, 10), (TOP, TOP)]
             for per_field, lim in limits:
                 for rk, label in rankers:
                     r, info = mv.search("xm_full", q, ["image", "caption"], rk, limit=lim,
