@@ -250,7 +250,13 @@ class RosettaDeployment:
             self.ctx["driver"] = None
 
     def open_server(self):
-        self.server = Server(self.rosettad_exe, self.db_dir, self.threads,
+        # The server serves a copy of the database (the embedded driver has quit, so the copy
+        # is consistent), so that the embedded engine can be reopened on the original beside it
+        # for the interleaved overhead rounds (a RocksDB directory has one owner at a time).
+        self.served_dir = self.db_dir + "-served"
+        shutil.rmtree(self.served_dir, ignore_errors=True)
+        shutil.copytree(self.db_dir, self.served_dir)
+        self.server = Server(self.rosettad_exe, self.served_dir, self.threads,
                              os.path.join(self.work, "rosettad.stderr"))
         rss_loaded = self.server.rss()
         drv = Driver(self.driver_exe, os.path.join(self.work, "driver.stderr"))
@@ -295,7 +301,52 @@ class RosettaDeployment:
             self.server.stop()
             self.server = None
 
+    def overhead_rounds(self, points, rounds, min_s):
+        """Server minus embedded latency per query, measured in alternating rounds (embedded
+        reopened on the original directory beside the server on its copy): for each
+        (collection, point), `rounds` pairs of CLIENTS = 1 runs of >= min_s each, the order
+        flipping every round. Returns one entry per point with the rounds and the medians of
+        the per-round differences (robust to load changing during the run)."""
+        import statistics
+        emb = Driver(self.driver_exe, os.path.join(self.work, "driver.stderr"))
+        try:
+            emb.cmd(f"open_embedded {self.db_dir} {self.threads} none")
+            srv = self.ctx["driver"]
+            out = []
+            for label, coll, point in points:
+                req = os.path.join(self.work, f"req_overhead_{label}.json")
+                with open(req, "w") as f:
+                    json.dump(request(self.ctx["first_query"], self.ctx["k_search"], point), f)
+                ids = os.path.join(self.work, "ids_overhead.txt")
+                rs = []
+                for r in range(rounds):
+                    pair = {}
+                    order = (("embedded", emb), ("server", srv))
+                    for mode, drv in (order if r % 2 == 0 else order[::-1]):
+                        x = drv.cmd(f"search {coll} {req} {self.ctx['query_file']} 1 1 {min_s} "
+                                    f"{ids}")
+                        pair[mode] = {"p50_us": x["p50_us"], "p99_us": x["p99_us"],
+                                      "qps": x["qps"], "requests": x["requests"]}
+                    pair["p50_diff_us"] = pair["server"]["p50_us"] - pair["embedded"]["p50_us"]
+                    pair["p99_diff_us"] = pair["server"]["p99_us"] - pair["embedded"]["p99_us"]
+                    rs.append(pair)
+                out.append({"variant": label, "collection": coll, "point": point, "rounds": rs,
+                            "median_p50_us": statistics.median(p["p50_diff_us"] for p in rs),
+                            "median_p99_us": statistics.median(p["p99_diff_us"] for p in rs),
+                            "embedded_p50_us": statistics.median(p["embedded"]["p50_us"]
+                                                                 for p in rs),
+                            "server_p50_us": statistics.median(p["server"]["p50_us"] for p in rs),
+                            "embedded_p99_us": statistics.median(p["embedded"]["p99_us"]
+                                                                 for p in rs),
+                            "server_p99_us": statistics.median(p["server"]["p99_us"] for p in rs)})
+                log(f"    overhead {label} {point}: p50 {out[-1]['median_p50_us']:+.0f} us, p99 "
+                    f"{out[-1]['median_p99_us']:+.0f} us (median of {rounds} alternating rounds)")
+            return out
+        finally:
+            emb.close()
+
     def cleanup(self):
         self.close_embedded()
         self.close_server()
         shutil.rmtree(self.db_dir, ignore_errors=True)
+        shutil.rmtree(self.db_dir + "-served", ignore_errors=True)

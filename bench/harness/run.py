@@ -288,6 +288,17 @@ def _ok(s):
     return bool(s) and s.get("status") == "ok"
 
 
+def operating_point(s, target):
+    """The first point of the 1-thread Pareto front at or above target (else the best)."""
+    try:
+        front = s["at_recall"]["1"]["pareto"]
+    except (KeyError, TypeError):
+        return None
+    above = [p for p in front if p["recall"] >= target]
+    p = above[0] if above else (front[-1] if front else None)
+    return None if p is None else p["point"]
+
+
 def run_dataset(ds, cfg, mods):
     import numpy as np
     T = cfg["threads"]
@@ -358,6 +369,17 @@ def run_dataset(ds, cfg, mods):
                     rss = dep.server_rss()
                     for v in variants:
                         systems[f"rosetta-server-{v}"].setdefault("memory", {})["rss_bytes"] = rss
+                    # Server overhead: alternating rounds at each variant's operating point.
+                    pts = []
+                    for v in variants:
+                        emb = systems.get(f"rosetta-embedded-{v}")
+                        if not _ok(emb):
+                            continue
+                        op = operating_point(emb, 0.95)
+                        if op is not None:
+                            pts.append((v, "c4" if v == "ivfpq4" else "c8", op))
+                    res["server_overhead"] = dep.overhead_rounds(pts, cfg["overhead_rounds"],
+                                                                 cfg["overhead_min_s"])
                 except Exception as e:  # noqa: BLE001
                     for v in variants:
                         if f"rosetta-server-{v}" not in systems:
@@ -476,12 +498,14 @@ def config_for(args):
         scale = "quick"
     cfg = {"threads": T, "k": 10, "scale": scale, "stop_recall": 0.995,
            "latency_queries": 100, "milvus_indexes": ["HNSW", "IVF_FLAT"],
-           "server_pareto_only": False}
+           "server_pareto_only": False, "overhead_rounds": 5, "overhead_min_s": 0.5}
     if scale == "smoke":
         cfg.update(min_s=0.05, nprobes=[2, 8, 32], refines=[40], system_budget_s=8,
+                   overhead_rounds=2, overhead_min_s=0.1,
                    latency_queries=20, families=["rosetta", "faiss"], datasets=["sift10k"])
     elif scale == "quick":
         cfg.update(min_s=0.12, nprobes=[1, 2, 4, 8, 16, 32, 64, 128], refines=[20, 100],
+                   overhead_rounds=3, overhead_min_s=0.3,
                    system_budget_s=20, stop_recall=0.99, latency_queries=50,
                    server_pareto_only=True,
                    # milvus-lite and lancedb answer ~1k queries/s through Python: a coarser grid
