@@ -125,8 +125,9 @@ def run(ctx):
         elif proc.returncode != 0:
             result.setdefault("errors", {})["worker"] = (
                 f"exited with status {proc.returncode} (see the log)")
-        if not result:
-            result = {"error": "the worker wrote no result"}
+        if "setup" not in result:  # died before its first figure (e.g. numpy missing)
+            result["error"] = ("the worker wrote no result: "
+                               + result.get("errors", {}).get("worker", "?"))
         result["wall_s"] = round(time.time() - start, 1)
         return result
     except Exception as e:  # the harness must go on whatever happens here
@@ -1039,9 +1040,10 @@ def _worker(ctx_path, result_path):
                 q = sweep_q[point["target"]][0]
                 for rk, label in (("weighted", "milvus WeightedRanker"),
                                   ("rrf", "milvus RRFRanker")):
-                    r, _ = mv.search("xm_full", q, ["image", "caption"], rk, limit=10,
-                                     per_field=10)
-                    add_sweep(point, label + " (10/field)", r)
+                    for per_field in (10, TOP):
+                        r, _ = mv.search("xm_full", q, ["image", "caption"], rk,
+                                         limit=per_field, per_field=per_field)
+                        add_sweep(point, f"{label} ({per_field}/field)", r)
                 save()
     except Exception as e:  # noqa: BLE001
         result["errors"]["milvus"] = f"{type(e).__name__}: {e}"
