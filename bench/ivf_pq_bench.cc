@@ -202,6 +202,7 @@ int RegisterAll() {
         ->Arg(8)->Arg(4);
   }
   benchmark::AddCustomContext("simd_active", SimdLevelName(ActiveSimdLevel()));
+  benchmark::AddCustomContext("device", "cpu");
   return 0;
 }
 
