@@ -617,10 +617,14 @@ std::vector<std::vector<Scored>> IvfPqIndex::Search(const float* queries, size_t
       float threshold = top.threshold();
 
       if (pq_.nbits() == 8) {
-        // One table per query (see the file comment): IP: <q_j, y>; L2: -2 <q_j, y>.
-        pq_.ComputeIpTable(q, table.data(), level);
-        if (!ip) {
-          for (float& t : table) t *= -2.0f;
+        // One table per query (see the file comment): IP: <q_j, y>; L2: -2 <q_j, y>, computed as
+        // <-2 q_j, y>: scaling by a power of two is exact, so this equals scaling the table
+        // (m x 2^nbits values) afterwards while touching only d values.
+        if (ip) {
+          pq_.ComputeIpTable(q, table.data(), level);
+        } else {
+          for (size_t t = 0; t < d_; ++t) residual[t] = -2.0f * q[t];
+          pq_.ComputeIpTable(residual.data(), table.data(), level);
         }
         for (size_t p = p_begin; p < p_end; ++p) {
           const size_t l = probe[p];
