@@ -546,7 +546,7 @@ std::vector<std::vector<Scored>> IvfPqIndex::Search(const float* queries, size_t
   {
     const size_t chunks = (nq + kCoarseQueries - 1) / kCoarseQueries;
     auto coarse = [&](size_t c_begin, size_t c_end) {
-      std::vector<float> ip(kCoarseQueries * nlist_);
+      std::vector<float> ip(std::min(nq, kCoarseQueries) * nlist_);
       std::vector<Scored> cand(nlist_);
       for (size_t c = c_begin; c < c_end; ++c) {
         const size_t q0 = c * kCoarseQueries;
