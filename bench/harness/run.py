@@ -37,7 +37,7 @@ sys.path.insert(0, HERE)
 from common import (ROOT, TARGETS, at_target, default_m, default_nlist, dumps, git_info,  # noqa: E402
                     log, machine_info, machine_slug, pareto, rss_bytes, run_cmd, set_log_file)
 
-VENV = os.path.join(ROOT, "bench", ".venv-harness")
+VENV = os.environ.get("ROSETTA_HARNESS_VENV") or os.path.join(ROOT, "bench", ".venv-harness")
 REQUIREMENTS = os.path.join(HERE, "requirements.txt")
 INSTALL_STATUS = os.path.join(VENV, ".install-status.json")
 SMOKE_PACKAGES = ("numpy", "faiss-cpu")
@@ -711,7 +711,7 @@ def write_all(out_dir, cfg, args, info, started, load_before, mods, results, ski
     }
     report["summary"] = rep.summary(report)
     plots_made = {}
-    if not partial:
+    if not partial and cfg["scale"] != "smoke":  # smoke installs no matplotlib
         for res in results:
             for th in sorted({1, cfg["threads"]}):
                 try:
