@@ -618,6 +618,8 @@ def main():
             sys.exit(1)
         print(f"smoke: every figure present ({len(report['datasets'])} data set(s), "
               f"{sum(len(r['systems']) for r in report['datasets'])} systems)")
+        if not args.out_dir:  # a passing check leaves nothing behind (a failing one its files)
+            shutil.rmtree(out_dir, ignore_errors=True)
 
 
 def run_crossmodal(cfg, out_dir, work, timeout_s):
