@@ -8,20 +8,22 @@ Contract with bench/harness/run.py (the whole interface):
     run(ctx) -> dict                 every figure, how it was obtained, errors per system
     render_markdown(result) -> list  Markdown lines, starting with "## Cross-modal retrieval"
 
-ctx: driver (rosetta_driver binary), rosettad (unused here: the cross-modal figures are quality
-figures, the same through the server), data_dir (shared data folder), work_dir (scratch),
-out_dir (results folder; a PNG plot goes there when matplotlib is available), threads, quick,
-python (the peers' virtual environment's interpreter: numpy, faiss-cpu, pymilvus, milvus-lite),
-log (a function taking one string).
+ctx: driver (rosetta_driver binary), rosettad (server binary: the fused searches are repeated
+through it over loopback and their ids compared), data_dir (shared data folder), work_dir
+(scratch), out_dir (results folder: crossmodal_paraphrase_sweep.png goes there when matplotlib
+is available), threads (Rosetta's search threads, FAISS's OpenMP threads), quick, python (the
+peers' virtual environment's interpreter: numpy, faiss-cpu, pymilvus, milvus-lite, matplotlib),
+log (a function taking one string). Optional: skip (a list: "rosetta", "milvus"; development).
 
 run() never raises: a missing data set gives {"skipped": reason}; a peer or driver that fails is
-recorded in result["errors"][system] and its rows are absent, everything else still runs.
+recorded in result["errors"][system] and its rows are absent, everything else still runs; a
+worker that dies before its first figure gives {"error": ...}.
 
 How it works: run() starts `ctx["python"] crossmodal.py --worker CTX_JSON RESULT_JSON`, so this
 module imports only the standard library in the harness's own interpreter (which may be outside
 the virtual environment), and forwards the worker's log lines to ctx["log"]. The worker writes
-its result file after every experiment, so a worker killed by the time limit still leaves what
-it measured.
+its result file after every step, so a worker killed by the time limit still leaves what it
+measured.
 
 The experiments (queries = the 1000 caption embeddings or perturbations of them, base = the
 1000 images; record i = image i + caption i; relevant = the paired image, one per query):
@@ -29,25 +31,33 @@ The experiments (queries = the 1000 caption embeddings or perturbations of them,
  1. text->image, single field: numpy brute force, FAISS IndexFlatIP, Rosetta exact search on the
     image field, Milvus FLAT/COSINE search on the image field. Must all equal the data set's
     README figures (R@1/5/10 = 0.520/0.785/0.863).
- 2. Fused image + caption query. Each record's caption embedding IS the query of its own pair
-    (only caption 0 of each image was embedded), so
+ 2. Fused image + caption query, weights 0.5/0.5. Each record's caption embedding IS the query
+    of its own pair (only caption 0 of each image was embedded), so
     (a) the plain query finds its own caption at cosine 1: near-perfect recall, it only shows
         that nothing breaks;
     (b) "paraphrase" queries (SIMULATED): each caption embedding plus seeded isotropic Gaussian
-        noise, re-normalised, with the noise scale chosen so the cosine to the original is about
-        0.8: a stand-in for another caption of the same image. Rosetta weighted fusion with
-        normalize calibrated / zscore / minmax, rrf, the schema's default weights, image-only
-        and caption-only; Milvus WeightedRanker and RRFRanker, image-only and caption-only.
+        noise, re-normalised, the noise scale chosen so the cosine to the original is about 0.8:
+        a stand-in for another caption of the same image. Rosetta weighted fusion with normalize
+        calibrated / zscore / minmax / none, rrf, the schema's default weights (1/1), image-only
+        and caption-only; Milvus WeightedRanker(0.5, 0.5) and RRFRanker() with 10 and 100 hits
+        per field;
+    (c) the same noise draw scaled to cosines 0.9 ... 0.3 (Milvus only in full mode).
  3. Missing modality: captions removed from a seeded 30 % of the records (Rosetta: the caption
-    field is imported only for the kept rows; Milvus: see MILVUS_MISSING below), queries as 2(b).
+    field is imported only for the kept rows; Milvus: a nullable vector field with None, which
+    milvus-lite stores as a zero vector: see the result's exp3.milvus_missing), queries as 2(b).
     Overall R@1/5/10, R@10 over the queries whose record has no caption and the fraction of
-    those records found in the top 100 (R@100 over the captionless queries).
+    those records found in the top 100 (R@100 over the captionless queries), Rosetta with
+    missing=renormalize (its default) and zero.
 
-Every system returns its top 100 (Rosetta k = 100; Milvus limit = 100 per AnnSearchRequest and
-for the hybrid result); R@1/5/10 are read from the first 1/5/10 of that list. For Rosetta's
-exact search the top 10 of a k = 100 search is the k = 10 answer (nothing is truncated before
-fusion). For Milvus a per-field limit of 100 is a generous candidate pool; a user asking for
-limit 10 per field would fuse shorter lists (the worker also measures that and reports it).
+Rosetta returns its top 100 (k = 100, exact); R@1/5/10 are the first 1/5/10 of that list, which
+for an exact search is the k = 10 answer (nothing is truncated before fusion). Milvus fuses
+per-field lists that were truncated first, so its limit per AnnSearchRequest changes its fused
+ranking: rows say "limit L/field" (L per request and L fused). milvus-lite's cost grows with the
+hits it returns, so quick mode uses L = 10 except in 2(b) and for found@100.
+
+Checks (result["checks"]): the README figures; Rosetta's fused top 10 against an independent
+numpy implementation of docs/query-semantics.md; the same searches through rosettad; what
+WeightedRanker computes; nullable vs explicit zero vectors in Milvus (full mode).
 """
 
 import json
