@@ -678,10 +678,11 @@ def _plot_sweep(sweep, out_dir):
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), dpi=110)
     xs = [p["cos_mean"] for p in sweep["points"]]
     for ax, key in zip(axes, ("r1", "r10")):
-        for m in sweep["methods"]:
+        colors = plt.get_cmap("tab20")
+        for i, m in enumerate(sweep["methods"]):
             ys = [p[key].get(m) for p in sweep["points"]]
             style = "--" if m.startswith("milvus") else (":" if m.endswith("only") else "-")
-            ax.plot(xs, ys, style, marker="o", markersize=4, label=m)
+            ax.plot(xs, ys, style, marker="o", markersize=4, label=m, color=colors(i % 20))
         ax.set_xlabel("paraphrase cosine to the original caption (simulated)")
         ax.set_ylabel("recall@1" if key == "r1" else "recall@10")
         ax.set_ylim(0, 1.02)
