@@ -5,7 +5,8 @@ import statistics
 
 from common import TARGETS
 
-ROSETTA_EMBEDDED = ("rosetta-embedded-flat", "rosetta-embedded-ivfpq8", "rosetta-embedded-ivfpq4")
+ROSETTA_EMBEDDED = ("rosetta-embedded-flat", "rosetta-embedded-flatbatch", "rosetta-embedded-ivfpq8",
+                    "rosetta-embedded-ivfpq4")
 SERVER_OVERHEAD_P99_US = 100.0
 
 
@@ -89,9 +90,15 @@ def summary(report):
                         "server_ratio": ratio(srv, pq)})
         # flat vs FAISS flat (target >= 1.0)
         for th in sorted({T, 1}, reverse=True):
-            a, b = flat_qps(sy.get("rosetta-embedded-flat"), th), flat_qps(sy.get("faiss-flat"), th)
+            # Batches of queries per request when measured (FAISS gets the whole query matrix
+            # per call); the one-query-per-request figure is kept beside it.
+            one = flat_qps(sy.get("rosetta-embedded-flat"), th)
+            batched = flat_qps(sy.get("rosetta-embedded-flatbatch"), th)
+            a, b = (batched if batched is not None else one), flat_qps(sy.get("faiss-flat"), th)
             r = ratio(a, b)
             d["targets"][f"flat_vs_faiss_{th}t"] = {"rosetta_qps": a, "faiss_qps": b, "ratio": r,
+                                                    "rosetta_one_per_request_qps": one,
+                                                    "one_per_request_ratio": ratio(one, b),
                                                     "target": 1.0,
                                                     "met": None if r is None else r >= 1.0}
         # IVF-PQ 8-bit vs FAISS IVFPQ at equal recall (target >= 1.0)
@@ -212,12 +219,14 @@ def markdown(report):
     lines += ["## Summary", "",
               "Ratios are Rosetta QPS / peer QPS at the same recall@10 (QPS at a recall = "
               "log-linear interpolation on each system's recall/QPS Pareto front). 'Rosetta' is "
-              "the fastest embedded configuration (flat, IVF-PQ 8-bit or 4-bit) reaching that "
-              "recall; 'server' the same through rosettad. Rosetta issues one query per "
-              "request from 1 or T client threads; the peers get the whole query matrix per "
-              "call (their batch APIs), so the comparison favours batch-friendly peers.", ""]
+              "the fastest embedded configuration (flat one query per request, flat in batches "
+              "of 64 queries per request, IVF-PQ 8-bit or 4-bit) reaching that recall; 'server' "
+              "the same through rosettad (one query per request). Rosetta issues its requests "
+              "from 1 or T client threads; the peers get the whole query matrix per call (their "
+              "batch APIs). The flat target uses Rosetta's batches of 64 when measured (the "
+              "one-query-per-request ratio is in results.json).", ""]
     lines += ["### Targets of the issue", "",
-              "| data set | flat ≥ 1.0× FAISS flat (T / 1 thread) | IVF-PQ 8-bit ≥ 1.0× FAISS "
+              "| data set | flat ≥ 1.0× FAISS flat (batches of 64; T / 1 thread) | IVF-PQ 8-bit ≥ 1.0× FAISS "
               "IVFPQ @0.90 (T / 1) | @0.95 (T / 1) | server overhead p99 ≤ 100 µs (flat / "
               "8-bit / 4-bit at the 0.95 operating point; 1 client; median of alternating "
               "embedded/server rounds) |",
@@ -448,7 +457,8 @@ def missing_figures(report):
     T = report["config"]["threads"]
     if not report["datasets"]:
         miss.append("no data set ran")
-    expected = ["rosetta-embedded-flat", "rosetta-embedded-ivfpq8", "rosetta-embedded-ivfpq4",
+    expected = ["rosetta-embedded-flat", "rosetta-embedded-flatbatch", "rosetta-embedded-ivfpq8",
+                "rosetta-embedded-ivfpq4",
                 "rosetta-server-flat", "rosetta-server-ivfpq8", "rosetta-server-ivfpq4",
                 "faiss-flat", "faiss-ivfpq8-refine", "faiss-ivfpqfs4-refine"]
     for res in report["datasets"]:

@@ -108,6 +108,9 @@ def request(first_query, k, point):
     return r
 
 
+FLAT_BATCH = 64
+
+
 class RosettaSystem:
     """One Rosetta configuration (mode embedded|server, variant flat|ivfpq8|ivfpq4)."""
     family = "rosetta"
@@ -116,18 +119,24 @@ class RosettaSystem:
         self.mode, self.variant, self.ctx = mode, variant, ctx
         self.name = f"rosetta-{mode}-{variant}"
         self.collection = "c4" if variant == "ivfpq4" else "c8"
-        self.kind = "flat" if variant == "flat" else "ivf"
+        self.kind = "flat" if variant in ("flat", "flatbatch") else "ivf"
+        # flatbatch: exact search with FLAT_BATCH queries per request (Database::SearchBatch:
+        # single-field queries are scored 8 at a time in one pass over the vectors), the
+        # counterpart of a peer's batch call.
+        self.batch = FLAT_BATCH if variant == "flatbatch" else 1
         self.build = {}
         self.memory = {}
         self.only_points = None
-        self.how = ("one query per request (BATCH=1); 1 thread = CLIENTS 1, T threads = CLIENTS T "
+        self.how = (f"{self.batch} quer{'y' if self.batch == 1 else 'ies'} per request "
+                    f"(BATCH={self.batch}); 1 thread = CLIENTS 1, T threads = CLIENTS T "
                     "concurrent client threads" +
                     (" each with its own loopback connection to rosettad --threads T"
                      if mode == "server" else " on the embedded engine (search pool of T threads)")
-                    + "; warm-up pass excluded; latency per request = per query")
+                    + "; warm-up pass excluded; latency per request" +
+                    (" = per query" if self.batch == 1 else f" (of {self.batch} queries)"))
 
     def rows(self):
-        if self.variant == "flat":
+        if self.kind == "flat":
             return [[{"exact": True}]]
         if self.only_points is not None:
             # Each point its own row: no early stop (they are the embedded run's Pareto points).
@@ -145,7 +154,7 @@ class RosettaSystem:
             json.dump(request(ctx["first_query"], ctx["k_search"], point), f)
         ids_path = os.path.join(ctx["work"], f"ids_{self.name}.txt")
         r = ctx["driver"].cmd(f"search {self.collection} {req_path} {ctx['query_file']} "
-                              f"{threads} 1 {min_s} {ids_path}")
+                              f"{threads} {self.batch} {min_s} {ids_path}")
         out = {"qps": r["qps"], "p50_us": r["p50_us"], "p99_us": r["p99_us"],
                "cpu_ms_per_query": 1e3 * r["cpu_s"] / max(1.0, r["queries"]),
                "queries_timed": r["queries"], "seconds": r["seconds"]}
@@ -231,12 +240,13 @@ class RosettaDeployment:
             s = RosettaSystem("embedded", v, self.ctx)
             c = builds["c4" if v == "ivfpq4" else "c8"]
             s.build = {"ingest_rows_per_s": c["ingest_rows_per_s"],
-                       "build_s": None if v == "flat" else c["build_s"],
-                       "index": None if v == "flat" else c["index"]}
+                       "build_s": None if v in ("flat", "flatbatch") else c["build_s"],
+                       "index": None if v in ("flat", "flatbatch") else c["index"]}
             s.memory = {"rss_bytes": self.info["embedded"]["rss_after_builds"],
-                        "bytes_per_vector": (4 * self.ds["d"] if v == "flat"
+                        "bytes_per_vector": (4 * self.ds["d"] if v in ("flat", "flatbatch")
                                              else c["bytes_per_vector"]),
-                        "accounting": ("raw float32 vectors (4 d bytes)" if v == "flat" else
+                        "accounting": ("raw float32 vectors (4 d bytes)"
+                                       if v in ("flat", "flatbatch") else
                                        "Describe(): the segment's IvfPqIndex bytes per vector "
                                        "(codes, ids, list overhead; raw vectors excluded)") +
                         "; rss = the driver process's VmRSS holding both collections (8-bit and "

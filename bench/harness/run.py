@@ -324,12 +324,14 @@ def run_dataset(ds, cfg, mods):
     if "rosetta" in want:
         import rosetta
         variants = ["flat", "ivfpq8", "ivfpq4"]
+        # Embedded only: exact search in batches of queries per request (the peers' batch calls).
+        emb_variants = variants + ["flatbatch"]
         dep = None
         if not cfg["driver"] or not cfg["rosettad"]:
             err = RuntimeError(f"rosetta_driver ({cfg['driver']}) or rosettad "
                                f"({cfg['rosettad']}) not built")
-            for mode in ("embedded", "server"):
-                for v in variants:
+            for mode, vs in (("embedded", emb_variants), ("server", variants)):
+                for v in vs:
                     failed(systems, f"rosetta-{mode}-{v}", "rosetta", "binaries", err)
         else:
             try:
@@ -338,12 +340,12 @@ def run_dataset(ds, cfg, mods):
                                                 cfg["refines"])
                 log("  rosetta embedded: import + build")
                 dep.open_embedded()
-                for s in dep.embedded_systems(variants):
+                for s in dep.embedded_systems(emb_variants):
                     log(f"  {s.name}")
                     run_system(s, cfg, ds, [1, T] if T != 1 else [1], systems)
                 dep.close_embedded()
             except Exception as e:  # noqa: BLE001
-                for v in variants:
+                for v in emb_variants:
                     if f"rosetta-embedded-{v}" not in systems:
                         failed(systems, f"rosetta-embedded-{v}", "rosetta", "embedded", e)
             if dep is not None and "embedded" in dep.info:
