@@ -1,0 +1,1 @@
+"""Adapters of Rosetta for VectorDBBench (the rosetta/ folder is the client package)."""
