@@ -10,8 +10,9 @@ the repository root), and checks recall@10 against the official ground truth:
   Docker mode), IVF-PQ the shared one (ROSETTA_ADDRESS).
 - VectorDBBench: Rosetta(dim, RosettaConfig.to_dict(), case config, collection_name, drop_old)
   then, as its runners do, `with db.init():` insert_embeddings in batches of 1,000 with the
-  integer ids as metadata, optimize(); `with db.init():` prepare_filter(no filter) and
-  search_embedding(k=100) per query; plus a NumGE filter (id >= 5000) checked against brute force.
+  integer ids as metadata from 2 threads sharing the instance, optimize(); `with db.init():`
+  prepare_filter(no filter) and search_embedding(k=100) per query; plus a NumGE filter
+  (id >= 5000) checked against brute force.
 
 Thresholds: exact (flat) recall@10 >= 0.99; IVF-PQ at the server's defaults >= 0.9; batch
 answers equal single answers. Exits 0 when all pass, 1 on any failure (every failure listed),
@@ -130,13 +131,16 @@ def drive_vdbb(X, Q, gt, server, case_config, min_recall: float, filtered: bool)
                  collection_name="vdbb_smoke", drop_old=True, with_scalar_labels=False)
     ids = list(range(X.shape[0]))
     t0 = time.time()
-    with db.init():  # The insert runner: batches of NUM_PER_BATCH rows with their ids.
-        inserted, errors = 0, []
-        for off in range(0, X.shape[0], 1000):
-            n, err = db.insert_embeddings(X[off:off + 1000].tolist(), ids[off:off + 1000])
-            if err is not None:
-                errors.append(f"batch at {off}: {err}")
-            inserted += n
+    # The insert runner: batches with their ids from 2 threads sharing the instance (what
+    # VectorDBBench's concurrent insert runner does with a thread_safe client).
+    from concurrent.futures import ThreadPoolExecutor
+    with db.init(), ThreadPoolExecutor(2) as pool:
+        outcomes = list(pool.map(
+            lambda off: (off, *db.insert_embeddings(X[off:off + 1000].tolist(),
+                                                    ids[off:off + 1000])),
+            range(0, X.shape[0], 1000)))
+        inserted = sum(n for _, n, _ in outcomes)
+        errors = [f"batch at {off}: {err}" for off, _, err in outcomes if err is not None]
         check(not errors, f"VDBB {type(case_config).__name__}: insert_embeddings returned no "
                           f"error {errors[:3]}")
         db.optimize(data_size=X.shape[0])
@@ -173,7 +177,7 @@ def drive_vdbb(X, Q, gt, server, case_config, min_recall: float, filtered: bool)
             check(ok_range, f"VDBB {name}: NumGE filter returns only ids >= 5000")
             check(rf >= min_recall, f"VDBB {name}: filtered recall@10 {rf:.3f} >= {min_recall}")
     with db.init():
-        db._client.drop_collection("vdbb_smoke")
+        db._db().drop_collection("vdbb_smoke")
 
 
 def main() -> int:

@@ -11,13 +11,17 @@ Lifecycle, as VectorDBBench drives it: ``__init__`` (once; creates the collectio
 old one with ``drop_old``) -> the object is copied to worker processes / threads -> in each,
 ``with db.init():`` opens a connection -> ``insert_embeddings`` batches, ``optimize()`` (builds
 the index and waits), ``prepare_filter`` + ``search_embedding``. No connection is held outside
-``init()``, so copies are cheap and safe.
+``init()``, so copies are cheap and safe. Inside ``init()`` every thread that calls the adapter
+gets its own connection (the server answers one request per connection at a time), so
+VectorDBBench's threaded insert and rate runners, which share one instance across threads
+(``thread_safe = True``), really run in parallel.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import threading
 from contextlib import contextmanager
 from typing import Any, Iterator, List, Optional, Tuple
 
@@ -42,9 +46,8 @@ _FIELD = "v"
 
 class Rosetta(VectorDB):
     supported_filter_types: list = [FilterOp.NonFilter, FilterOp.NumGE, FilterOp.StrEqual]
-    # One connection per thread: a rosetta.Client serialises its calls, so sharing one would
-    # turn concurrent search into serial search.
-    thread_safe: bool = False
+    # Shared across threads safely: each thread opens its own connection (see _db()).
+    thread_safe: bool = True
 
     def __init__(self, dim: int, db_config: dict,
                  db_case_config: Optional[Any], collection_name: str = "vdbbench",
@@ -59,7 +62,8 @@ class Rosetta(VectorDB):
         self._indexed = index_param["index"] != "flat"
         self._search_param = self.case_config.search_param()
         self._filter: Optional[dict] = None
-        self._client: Optional[rosetta.Client] = None
+        self._clients: Optional[dict] = None  # Thread id -> rosetta.Client, inside init().
+        self._lock: Optional[threading.Lock] = None
 
         with self._connect() as db:
             exists = collection_name in db.list_collections()
@@ -89,12 +93,26 @@ class Rosetta(VectorDB):
 
     @contextmanager
     def init(self) -> Iterator[None]:
-        self._client = self._connect()
+        self._lock = threading.Lock()
+        self._clients = {threading.get_ident(): self._connect()}
         try:
             yield
         finally:
-            self._client.close()
-            self._client = None
+            clients, self._clients = self._clients, None
+            for c in clients.values():
+                c.close()
+
+    def _db(self) -> rosetta.Client:
+        """This thread's connection (opened on first use inside ``init()``)."""
+        clients = self._clients
+        assert clients is not None, "call the adapter inside `with db.init():`"
+        tid = threading.get_ident()
+        client = clients.get(tid)
+        if client is None:
+            client = self._connect()
+            with self._lock:
+                clients[tid] = client
+        return client
 
     def copy_for_thread(self) -> "Rosetta":
         return copy.deepcopy(self)
@@ -104,12 +122,14 @@ class Rosetta(VectorDB):
         new = self.__class__.__new__(self.__class__)
         memo[id(self)] = new
         for key, value in self.__dict__.items():
-            new.__dict__[key] = None if key == "_client" else copy.deepcopy(value, memo)
+            new.__dict__[key] = (None if key in ("_clients", "_lock")
+                                 else copy.deepcopy(value, memo))
         return new
 
-    def __getstate__(self) -> dict:  # Pickled into worker processes: no socket.
+    def __getstate__(self) -> dict:  # Pickled into worker processes: no socket, no lock.
         state = dict(self.__dict__)
-        state["_client"] = None
+        state["_clients"] = None
+        state["_lock"] = None
         return state
 
     def need_normalize_cosine(self) -> bool:
@@ -121,7 +141,6 @@ class Rosetta(VectorDB):
         """Upserts one batch: record ``str(metadata[i])`` gets vector ``embeddings[i]`` and
         attribute ``id = metadata[i]`` (and ``label``). Atomic per request; returns
         (rows written, None) or (0, the error)."""
-        assert self._client is not None, "call insert_embeddings inside `with db.init():`"
         try:
             vectors = np.asarray(embeddings, dtype=np.float32)
             if vectors.ndim != 2 or vectors.shape[1] != self.dim:
@@ -137,7 +156,7 @@ class Rosetta(VectorDB):
                 if self.with_scalar_labels and labels_data is not None:
                     attrs["label"] = str(labels_data[i])
                 records.append({"id": str(ident), "vectors": {_FIELD: row}, "attributes": attrs})
-            result = self._client.upsert(self.collection_name, records)
+            result = self._db().upsert(self.collection_name, records)
             return int(result.written), None
         except Exception as e:  # VectorDBBench retries on a returned error.
             log.warning("Rosetta: insert into %s failed: %s", self.collection_name, e)
@@ -148,8 +167,8 @@ class Rosetta(VectorDB):
         (nothing to do without an index)."""
         if not self._indexed:
             return
-        if self._client is not None:
-            self._client.build_index(self.collection_name, wait=True)
+        if self._clients is not None:
+            self._db().build_index(self.collection_name, wait=True)
         else:
             with self._connect() as db:
                 db.build_index(self.collection_name, wait=True)
@@ -167,8 +186,7 @@ class Rosetta(VectorDB):
 
     def search_embedding(self, query: Any, k: int = 100, **kwargs: Any) -> List[int]:
         """The ids of the k best records (best first)."""
-        assert self._client is not None, "call search_embedding inside `with db.init():`"
-        hits = self._client.search(self.collection_name, np.asarray(query, dtype=np.float32),
+        hits = self._db().search(self.collection_name, np.asarray(query, dtype=np.float32),
                                    k=k, space=_SPACE, fields=_FIELD, filter=self._filter,
                                    explain=False, with_attributes=False, **self._search_param)
         return [int(h.id) for h in hits]
