@@ -1,4 +1,4 @@
-"""The peers, each behind the same small interface as rosetta.RosettaSystem:
+"""The peers, each behind the same small interface as rosetta_systems.RosettaSystem:
 
   name, family, kind ('flat' | 'ivf' | 'graph'), how (how QPS and latency were measured),
   build (dict of build figures), memory (dict), thread_counts(T) (the thread counts it can be

@@ -322,7 +322,7 @@ def run_dataset(ds, cfg, mods):
 
     # --- Rosetta: embedded, then the server on the same database. ---
     if "rosetta" in want:
-        import rosetta
+        import rosetta_systems
         variants = ["flat", "ivfpq8", "ivfpq4"]
         # Embedded only: exact search in batches of queries per request (the peers' batch calls).
         emb_variants = variants + ["flatbatch"]
@@ -335,7 +335,7 @@ def run_dataset(ds, cfg, mods):
                     failed(systems, f"rosetta-{mode}-{v}", "rosetta", "binaries", err)
         else:
             try:
-                dep = rosetta.RosettaDeployment(cfg["driver"], cfg["rosettad"], ds, work, T,
+                dep = rosetta_systems.RosettaDeployment(cfg["driver"], cfg["rosettad"], ds, work, T,
                                                 nlist, m, k_search, cfg["nprobes"],
                                                 cfg["refines"])
                 log("  rosetta embedded: import + build")
