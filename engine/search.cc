@@ -42,6 +42,9 @@ struct TargetField {
   std::unique_ptr<float[]> raw_owned;
   const float* raw = nullptr;
   std::vector<PageStats> page_stats;  // per block.
+  // Whether the query's normalisation needs the score statistics (minmax, zscore, and calibrated
+  // when it falls back to zscore); without them the scoring pass skips its per-row statistics.
+  bool stats = true;
   std::vector<double> page_sq;
   int64_t count = 0;
   double mean = 0;
@@ -91,6 +94,10 @@ class Executor {
   void ScorePage(size_t p, const CompiledFilter& filter);
   void ScoreRestrictedBlock(size_t b, const CompiledFilter& filter);
   void ComputeNormalisation();
+  // Whether ComputeNormalisation will read t's score statistics (it uses the same rules).
+  bool NeedsStats(const TargetField& t) const;
+  // Calibration statistics for t, or nullptr when calibrated normalisation falls back to zscore.
+  const CalibrationStats* CalibrationFor(const TargetField& t) const;
   void ComputeRrfRanks();
   // Fused score of row r; false if the row is not eligible (no targeted field, or `require`
   // and a field missing). `expl` (optional, one per target) receives the explanation.
@@ -169,6 +176,7 @@ void Executor::ScorePage(size_t p, const CompiledFilter& filter) {
       // The whole page (rows without the field are zero and ignored): one blocked pass.
       kt_.inner_products(t.query, 1, data, rows, d, out, rows);
     }
+    if (!t.stats) continue;
     for (size_t w = 0; w < kPageWords; ++w) {
       for (uint64_t b = fmask[w]; b; b &= b - 1) {
         const float s = scores[w * 64 + static_cast<size_t>(__builtin_ctzll(b))];
@@ -228,6 +236,25 @@ void Executor::ScoreRestrictedBlock(size_t b, const CompiledFilter& filter) {
   }
 }
 
+const CalibrationStats* Executor::CalibrationFor(const TargetField& t) const {
+  if (snap_.field_vectors[t.field] < 2) return nullptr;
+  auto it = snap_.calibration->find({t.modality, t.field});
+  return it != snap_.calibration->end() ? &it->second : nullptr;
+}
+
+bool Executor::NeedsStats(const TargetField& t) const {
+  switch (req_.normalize) {
+    case Normalize::kNone:
+      return false;
+    case Normalize::kCalibrated:
+      return CalibrationFor(t) == nullptr;  // the zscore fallback.
+    case Normalize::kMinMax:
+    case Normalize::kZScore:
+      return true;
+  }
+  return true;
+}
+
 void Executor::ComputeNormalisation() {
   std::vector<TargetField*> need_sq;
   for (TargetField& t : targets_) {
@@ -242,11 +269,7 @@ void Executor::ComputeNormalisation() {
     t.mean = total.count > 0 ? total.sum / static_cast<double>(total.count) : 0.0;
     Normalize mode = req_.normalize;
     if (mode == Normalize::kCalibrated) {
-      const CalibrationStats* stats = nullptr;
-      if (snap_.field_vectors[t.field] >= 2) {
-        auto it = snap_.calibration->find({t.modality, t.field});
-        if (it != snap_.calibration->end()) stats = &it->second;
-      }
+      const CalibrationStats* stats = CalibrationFor(t);
       if (stats == nullptr) {
         mode = Normalize::kZScore;  // documented fallback.
       } else {
@@ -500,6 +523,7 @@ absl::StatusOr<SearchResponse> Executor::Run() {
       t.raw = t.raw_owned.get();
     }
     t.page_stats.assign(blocks_, PageStats{});
+    t.stats = NeedsStats(t);
   }
 
   // 1-2. Candidates and raw scores.
@@ -519,6 +543,15 @@ absl::StatusOr<SearchResponse> Executor::Run() {
   // 5. Fused scores and top-k by (score, row).
   const size_t k = static_cast<size_t>(std::max(req_.k, 1));
   std::unique_ptr<float[]> scores(new float[slots]);
+  // One targeted field, no record weights, not rrf: a row's fused score is its one contribution,
+  // float(w * normalized), with w the same for every row (FuseRow with S_T = S_P = w).
+  const bool single =
+      targets_.size() == 1 && req_.fusion != Fusion::kRrf && !snap_.any_record_weights;
+  double single_weight = 0;
+  if (single) {
+    const double wf = targets_[0].base_weight;
+    single_weight = req_.missing == Missing::kRenormalize ? (wf == 0 ? 0.0 : wf * wf / wf) : wf;
+  }
   std::vector<uint64_t> eligible(words, 0);
   kernels::TopK best(k);
   std::mutex mu;
@@ -526,6 +559,21 @@ absl::StatusOr<SearchResponse> Executor::Run() {
     kernels::TopK local(k);
     for (size_t w = pb * kPageWords; w < pe * kPageWords && w < words; ++w) {
       uint64_t ok = 0;
+      if (single) {
+        // FuseRow for one field and no record weights, inlined: the same double arithmetic.
+        const TargetField& t = targets_[0];
+        for (uint64_t b = candidates_[w] & t.mask[w]; b; b &= b - 1) {
+          const size_t bit = static_cast<size_t>(__builtin_ctzll(b));
+          const size_t r = w * 64 + bit;
+          const float s = static_cast<float>(single_weight * t.Normalize(t.raw[r]));
+          if (std::isnan(s)) continue;
+          scores[r] = s;
+          ok |= uint64_t{1} << bit;
+          local.Push(s, static_cast<int64_t>(r));
+        }
+        eligible[w] = ok;
+        continue;
+      }
       for (uint64_t b = candidates_[w]; b; b &= b - 1) {
         const size_t bit = static_cast<size_t>(__builtin_ctzll(b));
         const size_t r = w * 64 + bit;
