@@ -171,13 +171,11 @@ struct Database::Impl {
   // instead of queueing on the shared pool.
   absl::StatusOr<SearchResponse> SearchOne(const Layout& layout, const Snapshot& snap,
                                            const SearchRequest& request) const {
-    kernels::ThreadPool* p =
-        EstimateIndexScanBytes(layout, snap, request) >= kParallelIndexScanBytes ? pool : nullptr;
     ASSIGN_OR_RETURN(std::optional<CandidateUnion> candidates,
-                     GatherCandidates(layout, snap, request, p));
+                     GatherCandidates(layout, snap, request, pool));
     if (!candidates.has_value()) return ExecuteSearch(layout, snap, request, pool);
-    ASSIGN_OR_RETURN(SearchResponse response,
-                     ExecuteSearch(layout, snap, request, p, nullptr, &candidates->rows));
+    ASSIGN_OR_RETURN(SearchResponse response, ExecuteSearch(layout, snap, request, candidates->pool,
+                                                            nullptr, &candidates->rows));
     response.exact = false;
     response.plan = std::move(candidates->plan);
     return response;

@@ -386,15 +386,11 @@ size_t ProbesFor(const SearchRequest& request, const kernels::IvfPqIndex& index)
                             : kernels::DefaultNprobe(index.nlist());
 }
 
-}  // namespace
-
-size_t EstimateIndexScanBytes(const Layout& layout, const Snapshot& snap,
-                              const SearchRequest& request) {
-  if (request.exact || !snap.sealed || snap.sealed->empty()) return 0;
-  absl::StatusOr<std::vector<TargetQuery>> targets = Targets(layout, request);
-  if (!targets.ok()) return 0;
+// The code bytes the probed lists of every targeted field's ready indexes hold.
+size_t IndexScanBytes(const Snapshot& snap, const SearchRequest& request,
+                      const std::vector<TargetQuery>& targets) {
   size_t bytes = 0;
-  for (const TargetQuery& t : *targets) {
+  for (const TargetQuery& t : targets) {
     for (const auto& seg : *snap.sealed) {
       const SealedFieldIndex* fi = seg->Find(t.spec->id);
       if (fi == nullptr || fi->index->nlist() == 0) continue;
@@ -406,6 +402,8 @@ size_t EstimateIndexScanBytes(const Layout& layout, const Snapshot& snap,
   }
   return bytes;
 }
+
+}  // namespace
 
 absl::StatusOr<std::optional<CandidateUnion>> GatherCandidates(const Layout& layout,
                                                                const Snapshot& snap,
@@ -419,11 +417,13 @@ absl::StatusOr<std::optional<CandidateUnion>> GatherCandidates(const Layout& lay
   }
   if (!any_index) return std::nullopt;
   ASSIGN_OR_RETURN(CompiledFilter filter, CompiledFilter::Compile(request.filter, layout));
+  CandidateUnion out;
+  if (IndexScanBytes(snap, request, targets) < kParallelIndexScanBytes) pool = nullptr;
+  out.pool = pool;
 
   const size_t k = static_cast<size_t>(request.k);
   const size_t refine = request.refine > 0 ? static_cast<size_t>(request.refine)
                                            : kernels::DefaultRefine(k);
-  CandidateUnion out;
   // Whether a row may be a candidate: live and passing the filter (has-field conditions
   // included). The field's own presence is implied by being in its index.
   auto eligible = [&](size_t row) {

@@ -48,8 +48,8 @@ inline constexpr uint32_t kDeadMember = UINT32_MAX;
 // exhaustive scan is as fast).
 inline constexpr size_t kMinIndexVectors = 1000;
 inline constexpr uint32_t kSegmentFormatVersion = 1;
-// A non-exact query whose index scans read fewer code bytes than this (EstimateIndexScanBytes)
-// runs on the calling thread only: at a few GB/s per core that is tens of microseconds, about what
+// A non-exact query whose index scans read fewer code bytes than this (the codes of its probed
+// lists) runs on the calling thread only: at a few GB/s per core that is tens of microseconds, about what
 // waking the pool's workers costs.
 inline constexpr size_t kParallelIndexScanBytes = size_t{256} << 10;
 
@@ -104,25 +104,23 @@ std::shared_ptr<const CoveredRows> ComputeCovered(const Layout& layout, const Se
 
 // Candidate generation for a non-exact search (request validated): per targeted field, the best
 // `refine` candidates of every ready segment's index (nprobe lists) and of an exact scan of the
-// rows no index covers, live and passing the filter. Returns the union as a row bitmap
-// (num_pages() * kPageWords words) and the plan per targeted field. Returns nullopt when no
-// targeted field has a ready index (the caller runs the exhaustive search).
+// rows no index covers, live and passing the filter. Returns the union as ascending rows and the
+// plan per targeted field. Returns nullopt when no targeted field has a ready index (the caller
+// runs the exhaustive search). Uses `pool` only when the probed lists hold at least
+// kParallelIndexScanBytes of codes, and says which in CandidateUnion::pool.
 // The work is proportional to the candidates and the probed lists, not to the collection: the
 // uncovered scan visits only the pages FieldCoverage leaves open.
 struct CandidateUnion {
   std::vector<uint32_t> rows;  // ascending, distinct.
   std::vector<FieldPlan> plan;
+  // The pool the candidates were gathered with (nullptr: a small query, kept on the calling
+  // thread), for re-scoring them the same way.
+  kernels::ThreadPool* pool = nullptr;
 };
 absl::StatusOr<std::optional<CandidateUnion>> GatherCandidates(const Layout& layout,
                                                                const Snapshot& snapshot,
                                                                const SearchRequest& request,
                                                                kernels::ThreadPool* pool);
-
-// Estimated bytes a non-exact search of `request` reads from the indexes (codes of the probed
-// lists, over every targeted field and ready segment), for deciding whether the query is worth
-// spreading over the search pool.
-size_t EstimateIndexScanBytes(const Layout& layout, const Snapshot& snapshot,
-                              const SearchRequest& request);
 
 // Fingerprint of a vector (FNV-1a over its float bits; never 0).
 uint64_t VectorFingerprint(const float* v, size_t dim);
