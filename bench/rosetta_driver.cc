@@ -39,6 +39,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -294,8 +295,13 @@ class Driver {
     // Warm-up pass: every query once (in batches), ids recorded.
     std::ofstream out(ids_out);
     if (!out) return absl::InvalidArgumentError("cannot write " + ids_out);
-    ASSIGN_OR_RETURN(Client* c0, ClientFor(0));
-    std::vector<SearchResponse> plans;
+    // Every client thread's client, opened before any thread starts.
+    std::vector<Client*> per_thread(clients);
+    for (size_t t = 0; t < clients; ++t) {
+      ASSIGN_OR_RETURN(per_thread[t], ClientFor(t));
+    }
+    Client* c0 = per_thread[0];
+    std::optional<SearchResponse> first;  // its plan goes into the reply.
     for (size_t q0 = 0; q0 < nq; q0 += batch) {
       std::vector<SearchRequest> b(requests.begin() + q0,
                                    requests.begin() + std::min(nq, q0 + batch));
@@ -305,11 +311,10 @@ class Driver {
           out << (h ? " " : "") << resp.results[h].id;
         }
         out << "\n";
-        if (plans.empty()) plans.push_back(resp);
+        if (!first.has_value()) first = resp;
       }
     }
     out.close();
-    for (size_t t = 1; t < clients; ++t) RETURN_IF_ERROR(ClientFor(t).status());
 
     // Timed: requests of `batch` queries handed out round-robin until min_s and one full pass.
     std::atomic<size_t> next{0};
@@ -320,7 +325,7 @@ class Driver {
     const double cpu0 = CpuSeconds();
     const auto start = Clock::now();
     auto worker = [&](size_t t) {
-      Client* c = *ClientFor(t);
+      Client* c = per_thread[t];
       while (!failed) {
         const size_t k = next.fetch_add(1);
         const size_t q0 = (k * batch) % nq;
@@ -358,9 +363,9 @@ class Driver {
                {"p99_us", pct(0.99)},
                {"requests", all.size()},
                {"cpu_s", cpu}};
-    if (!plans.empty()) {
-      const Json pj = SearchResponseToJson(plans[0]);
-      reply["exact"] = plans[0].exact;
+    if (first.has_value()) {
+      const Json pj = SearchResponseToJson(*first);
+      reply["exact"] = first->exact;
       if (pj.contains("plan")) reply["plan"] = pj["plan"];
     }
     return reply;
