@@ -8,10 +8,14 @@
 //   1. candidates: live rows (not tombstoned) below the snapshot's row count that pass the filter;
 //   2. raw scores: for every targeted field, every candidate having the field is scored against
 //      the input's query vector (inner products: the blocked kernel over the page's slab; l2: the
-//      l2sqr kernel per row, exact -||q - v||^2), with per-page count / sum / min / max partials;
+//      l2sqr kernel per row, exact -||q - v||^2), with per-block count / sum / min / max
+//      partials when the normalisation reads them (minmax, zscore, calibrated falling back to
+//      zscore);
 //   3. normalisation parameters per field (double precision; a second pass for the stddev);
 //   4. rrf only: full per-field ranks (sort by raw desc, id asc);
-//   5. fused score of every candidate (FuseRow), per-worker kernels::TopK on (score, row), merged;
+//   5. fused score of every candidate (FuseRow; for one targeted field without record weights
+//      and not rrf, the same arithmetic inlined), per-worker kernels::TopK on (score, position),
+//      merged;
 //   6. exact tie handling: every candidate scoring >= the k-th best score is collected and sorted
 //      by (score desc, id asc), so ties are broken by id string, not by row number;
 //   7. per-field ranks of the returned hits (one counting pass: candidates ranking before each
