@@ -26,6 +26,13 @@ struct PageStats {
   double sum = 0;
   float min = std::numeric_limits<float>::infinity();
   float max = -std::numeric_limits<float>::infinity();
+
+  void Add(float s) {
+    ++count;
+    sum += s;
+    min = std::min(min, s);
+    max = std::max(max, s);
+  }
 };
 
 enum class NormKind { kIdentity, kAffine, kConstant };
@@ -179,11 +186,7 @@ void Executor::ScorePage(size_t p, const CompiledFilter& filter) {
     if (!t.stats) continue;
     for (size_t w = 0; w < kPageWords; ++w) {
       for (uint64_t b = fmask[w]; b; b &= b - 1) {
-        const float s = scores[w * 64 + static_cast<size_t>(__builtin_ctzll(b))];
-        ++st.count;
-        st.sum += s;
-        st.min = std::min(st.min, s);
-        st.max = std::max(st.max, s);
+        st.Add(scores[w * 64 + static_cast<size_t>(__builtin_ctzll(b))]);
       }
     }
   }
@@ -226,10 +229,7 @@ void Executor::ScoreRestrictedBlock(size_t b, const CompiledFilter& filter) {
           kt_.inner_products(t.query, 1, v, 1, d, &s, 1);
         }
         t.raw_owned[pos] = s;
-        ++st.count;
-        st.sum += s;
-        st.min = std::min(st.min, s);
-        st.max = std::max(st.max, s);
+        if (t.stats) st.Add(s);
       }
       t.mask[w] = fmask;
     }
