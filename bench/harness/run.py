@@ -66,7 +66,12 @@ def parse_args(argv=None):
                    help="where bench/rosetta_driver and tools/rosettad are (default: build, "
                         "then build-harness)")
     p.add_argument("--min-s", type=float, default=None,
-                   help="seconds per timed measurement (default 0.25; smoke 0.05; large 0.5)")
+                   help="seconds per timed measurement (default: quick 0.12, smoke 0.05, "
+                        "medium/large 0.4)")
+    p.add_argument("--budget-s", type=float, default=None,
+                   help="seconds each system's recall/QPS sweep may take per data set, builds "
+                        "excluded (default: quick 20, smoke 8, medium/large 240); a sweep cut "
+                        "by it is marked in the results")
     p.add_argument("--no-crossmodal", action="store_true")
     p.add_argument("--crossmodal-timeout", type=float, default=None,
                    help="seconds the cross-modal section may take (default: quick 420, else "
@@ -519,6 +524,8 @@ def config_for(args):
                    milvus_indexes=["HNSW", "IVF_FLAT", "IVF_SQ8"])
     if args.min_s:
         cfg["min_s"] = args.min_s
+    if args.budget_s:
+        cfg["system_budget_s"] = args.budget_s
     if args.systems:
         cfg["families"] = [s for s in args.systems.split(",") if s]
     cfg.setdefault("families", ["rosetta"] + list(ALL_PEERS))
