@@ -68,6 +68,18 @@ namespace rosetta::engine {
 // this size; each batch is atomic, see docs/cli.md).
 inline constexpr size_t kMaxBatchRecords = 65536;
 
+// Where exhaustive searches run (docs/architecture.md "Search devices").
+enum class DeviceKind {
+  kAuto,  // a CUDA GPU when the build has the CUDA kernels and a device is usable, else the CPU.
+  kCpu,   // the CPU only.
+  kCuda,  // a CUDA GPU; Database::Open fails (FailedPrecondition) when none is usable.
+};
+const char* DeviceKindName(DeviceKind kind);  // "auto" | "cpu" | "cuda"
+// Exact, case-sensitive; InvalidArgument naming the accepted values otherwise.
+absl::StatusOr<DeviceKind> ParseDeviceKind(const std::string& name);
+
+class DeviceBackend;  // engine/device.h
+
 struct DatabaseOptions {
   storage::StoreOptions store;
   // Worker threads for search; 0 = hardware concurrency. Default: 0.
@@ -81,6 +93,27 @@ struct DatabaseOptions {
   size_t seal_rows = 262144;
   // Build indexes in the background at all (false: only BuildIndex starts builds; tests).
   bool auto_seal = true;
+
+  // --- Search device (engine/device.h, docs/architecture.md "Search devices") ---
+  // Default kAuto: the GPU when there is one, else the CPU; Database::Stats().device says which.
+  DeviceKind device = DeviceKind::kAuto;
+  // CUDA device ordinal (kAuto / kCuda).
+  int cuda_device = 0;
+  // Device bytes the collections' mirrors may hold in all; 0 = 80 % of the device's memory at
+  // open. Rows beyond the budget are searched on the CPU.
+  size_t device_memory_budget = 0;
+  // Dynamic batching: a query bound for the device waits at most this long for concurrent
+  // queries of the same shape to share its device call. 0 = no waiting (a query still joins a
+  // batch that is forming). Default 200 us.
+  std::chrono::microseconds device_batch_wait{200};
+  // The most queries one device call takes (1 .. 1024).
+  size_t device_max_batch = 64;
+  // A collection's rows are mirrored in chunks; a new chunk is uploaded once this many published
+  // rows are not mirrored yet (until then they are scored on the CPU). Default 16384.
+  size_t device_chunk_rows = 16384;
+  // Tests and tools: a device backend to use instead of the one `device` selects (e.g.
+  // MakeReferenceDeviceBackend(), the device path's CPU emulation). Overrides `device`.
+  std::shared_ptr<DeviceBackend> device_backend;
 };
 
 // Options of ImportVectors: record ids are id_prefix + decimal(row + id_offset).

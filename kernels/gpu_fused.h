@@ -139,6 +139,46 @@ absl::StatusOr<std::vector<std::vector<Scored>>> GpuFusedSearch(const GpuFieldSe
 absl::StatusOr<std::vector<std::vector<Scored>>> FusedReferenceSearch(
     size_t rows, std::span<const FusedFieldData> fields, size_t nq, const FusedParams& params);
 
+// --- Per-field ranks of given scores (the explanations' `rank`, issue 6) ---
+//
+// For query q and each of its thresholds t_j: over the rows that have the field and are not
+// skipped, `greater` = rows whose raw score (the same fp32 fmaf chain as the fused search's raw_t,
+// see FusedRawScore) is > t_j, and `equal` = rows whose raw score == t_j. NaN raw scores count in
+// neither. The engine passes, per hit, the hit's own raw score computed by FusedRawScore, so the
+// hit's rank in the field is 1 + greater (+ the equal rows that precede it by id, which the
+// engine resolves itself).
+struct RankCountParams {
+  size_t field = 0;  // index into the field set
+  FlatMetric metric = FlatMetric::kInnerProduct;
+  const float* queries = nullptr;  // nq x dim(field) row-major (host)
+  // nq x per_query thresholds, query-major (per_query = thresholds.size() / nq, 1 .. kGpuMaxK);
+  // each finite, in any order.
+  std::span<const float> thresholds = {};
+  // Optional: bit r of skip[r / 64] set = row r is not counted (FusedParams::skip's convention).
+  std::span<const uint64_t> skip = {};
+};
+
+struct RankCount {
+  int64_t greater = 0;
+  int64_t equal = 0;
+};
+
+// Result: nq x per_query counts, in the thresholds' order. Errors: InvalidArgument (field out of
+// range, null queries with nq > 0, thresholds empty / not a multiple of nq / per_query above
+// kGpuMaxK / not finite, a metric other than kInnerProduct / kL2), ResourceExhausted, Internal.
+absl::StatusOr<std::vector<RankCount>> GpuRankCounts(const GpuFieldSet& set, size_t nq,
+                                                     const RankCountParams& params);
+// The CPU reference (every build, one thread); errors as above plus the field checks of Upload.
+absl::StatusOr<std::vector<RankCount>> RankCountsReference(size_t rows,
+                                                           std::span<const FusedFieldData> fields,
+                                                           size_t nq,
+                                                           const RankCountParams& params);
+
+// The raw score raw_t of the top of this file for one (query, vector) pair, as the device and
+// the references compute it (bit for bit): <q, v> or -||q - v||^2 as an fp32 fmaf chain in
+// element order. Every build.
+float FusedRawScore(FlatMetric metric, const float* query, const float* vector, size_t dim);
+
 namespace internal {
 // Argument checks shared by the reference and the GPU path. `dims` = each field's dimension.
 absl::Status CheckFusedFields(size_t rows, std::span<const FusedFieldData> fields,

@@ -253,6 +253,13 @@ struct CollectionInfo {
   int64_t segments = 0;
   std::string storage;                           // e.g. "rocksdb 7.8.3 (sync: always)".
   std::string kernel_backend;                    // "avx512" | "avx2" | "scalar".
+  // Search device of the database: "cpu", or the accelerator (e.g. "cuda:0 NVIDIA H100 80GB
+  // HBM3"); see DatabaseStats::device.
+  std::string device;
+  // Rows of this collection mirrored to the device (a prefix of its row space, deleted rows
+  // included) and the device bytes the mirror holds; 0 on the CPU.
+  int64_t device_rows = 0;
+  int64_t device_bytes = 0;
   std::vector<CalibrationStats> calibration;     // one entry per (modality, field) pair.
   std::vector<SegmentInfo> segment_list;         // sealed segments in id order, then the growing one.
 };
@@ -276,6 +283,20 @@ struct LatencyStats {
   double mean_us = 0, p50_us = 0, p90_us = 0, p99_us = 0, max_us = 0;
 };
 
+// The search device's counters since the database was opened (all 0 on the CPU).
+struct DeviceStats {
+  int64_t searches = 0;      // queries whose candidates the device produced.
+  int64_t batches = 0;       // device search calls (searches / batches = mean batch size).
+  int64_t fallbacks = 0;     // eligible queries answered on the CPU after a device error.
+  int64_t boundary_fallbacks = 0;  // ... or because near-ties at the k-th score exceeded the
+                                   // device's candidate margin (docs/query-semantics.md).
+  int64_t cpu_queries = 0;   // exhaustive queries the device path does not take (their shape).
+  int64_t mirrored_rows = 0;       // rows mirrored, all collections.
+  int64_t mirror_bytes = 0;        // device bytes of the mirrors.
+  int64_t memory_budget_bytes = 0;  // the mirrors' budget.
+  int64_t unmirrored_rows = 0;     // published rows not mirrored (over budget or pending).
+};
+
 // Counters of a database (and, through a server, of the server) since it was opened.
 struct DatabaseStats {
   double uptime_s = 0;
@@ -284,6 +305,10 @@ struct DatabaseStats {
   std::vector<LatencyStats> operations;  // engine operations, in a fixed order (see docs/cli.md).
   int64_t commit_batches = 0;           // write batches made durable (or failed)...
   int64_t commit_groups = 0;            // ...in this many WAL writes (each one fsync).
+  // Search device: "cpu", or the accelerator in use ("cuda:<ordinal> <name>"), as resolved from
+  // the requested device (--device auto | cpu | cuda) at open.
+  std::string device;
+  DeviceStats device_stats;
   // Server only (absent / zero in embedded mode): per request type, from a complete request frame
   // to its reply handed to the socket, and the transport's counters.
   std::vector<LatencyStats> requests;
