@@ -120,6 +120,19 @@ absl::Status CheckFusedParams(std::span<const size_t> dims, size_t nq, const Fus
 
 }  // namespace internal
 
+// The device runs the same steps over rows zero-padded to 4 floats: a padding step adds 0 x 0 to
+// the chain, which leaves a non-zero sum unchanged. The one difference it can make is the sign of
+// a zero: the chain starts at +0 and rounds to nearest, so it holds -0 only after a step whose
+// exact result is a negative value too small for a subnormal, and a padding step turns that -0
+// into +0. The two compare equal, so neither the rank counts nor the fused scores (whose double
+// sums start at +0) can tell them apart.
+float FusedRawScore(FlatMetric metric, const float* query, const float* vector, size_t dim) {
+  const bool l2 = metric == FlatMetric::kL2;
+  float acc = 0.f;
+  for (size_t i = 0; i < dim; ++i) acc = gpu::FusedRawStep(l2, query[i], vector[i], acc);
+  return l2 ? -acc : acc;
+}
+
 absl::StatusOr<std::vector<std::vector<Scored>>> FusedReferenceSearch(
     size_t rows, std::span<const FusedFieldData> fields, size_t nq, const FusedParams& params) {
   constexpr const char* kWho = "FusedReferenceSearch";
@@ -155,12 +168,8 @@ absl::StatusOr<std::vector<std::vector<Scored>>> FusedReferenceSearch(
         for (const FusedTerm& t : params.terms) {
           const FusedFieldData& f = fields[t.field];
           if (!has(f, r)) continue;
-          const bool l2 = t.metric == FlatMetric::kL2;
-          const float* x = t.queries + q * f.dim;
-          const float* y = f.vectors + r * f.dim;
-          float acc = 0.f;
-          for (size_t i = 0; i < f.dim; ++i) acc = gpu::FusedRawStep(l2, x[i], y[i], acc);
-          const float raw = l2 ? -acc : acc;
+          const float raw =
+              FusedRawScore(t.metric, t.queries + q * f.dim, f.vectors + r * f.dim, f.dim);
           const double scale = t.scale.empty() ? 1.0 : t.scale[q];
           const double offset = t.offset.empty() ? 0.0 : t.offset[q];
           sum = gpu::FusedAccumulate(
