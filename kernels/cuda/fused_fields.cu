@@ -16,32 +16,11 @@
 #include <vector>
 
 #include "kernels/cuda/fused_fields_backend.cuh"
+#include "kernels/cuda/fused_fields_device.cuh"
 #include "kernels/cuda/fused_fields_math.cuh"
 #include "kernels/cuda/search_internal.cuh"
 
 namespace rosetta::kernels::gpu {
-
-struct FieldDevice {
-  size_t dim = 0, dp = 0;
-  DeviceBuffer data;     // rows x dp floats, zero-padded
-  DeviceBuffer present;  // words, empty = every row
-  DeviceBuffer weights;  // rows floats, empty = 1
-};
-
-struct FieldSetDevice {
-  int device = 0;
-  size_t rows = 0;
-  std::vector<std::unique_ptr<FieldDevice>> fields;
-  size_t bytes = 0;
-  int multiprocessors = 0;
-  size_t smem_optin = 0;
-
-  ~FieldSetDevice() {
-    DeviceGuard guard;
-    guard.Set(device);
-    fields.clear();
-  }
-};
 
 namespace {
 
@@ -73,10 +52,6 @@ struct FfParams {
   SelEntry* queues;       // [nq][gridDim.x][queue_cap]
   uint32_t queue_cap, cand_cap, k;
 };
-
-__device__ inline bool Has(const uint64_t* bits, size_t r) {
-  return bits == nullptr || ((bits[r >> 6] >> (r & 63)) & 1u) != 0;
-}
 
 template <int NQ>
 __global__ void __launch_bounds__(kFfThreads) FusedFieldsKernel(FfParams p) {
@@ -111,7 +86,7 @@ __global__ void __launch_bounds__(kFfThreads) FusedFieldsKernel(FfParams p) {
     if (in_range) {
       for (int t = 0; t < p.term_count; ++t) {
         const TermDev& term = terms[t];
-        FusedAddField(w, Has(term.present, r), term.weight,
+        FusedAddField(w, FieldHas(term.present, r), term.weight,
                       term.weights != nullptr ? term.weights[r] : 1.f);
       }
     }
@@ -123,7 +98,7 @@ __global__ void __launch_bounds__(kFfThreads) FusedFieldsKernel(FfParams p) {
       const double factor = FusedFactor(w, p.missing);
       for (int t = 0; t < p.term_count; ++t) {
         const TermDev& term = terms[t];
-        if (!Has(term.present, r)) continue;
+        if (!FieldHas(term.present, r)) continue;
         const bool l2 = term.l2 != 0;
         const float4* row = reinterpret_cast<const float4*>(term.data + r * term.dp);
         const float4* qbase = reinterpret_cast<const float4*>(term.queries + p.q0 * term.dp);
@@ -211,20 +186,6 @@ size_t SharedBytes(size_t nq, uint32_t queue_cap, uint32_t cand_cap) {
          nq * size_t{queue_cap + cand_cap} * sizeof(SelEntry);
 }
 
-struct StreamOwner {
-  cudaStream_t stream = nullptr;
-  cudaEvent_t timing[2] = {nullptr, nullptr};
-  ~StreamOwner() {
-    for (cudaEvent_t e : timing) {
-      if (e != nullptr) cudaEventDestroy(e);
-    }
-    if (stream != nullptr) {
-      cudaStreamSynchronize(stream);
-      cudaStreamDestroy(stream);
-    }
-  }
-};
-
 }  // namespace
 
 Error CreateFieldSetDevice(size_t rows, const FieldHostData* fields, size_t count, int device,
@@ -287,9 +248,9 @@ Error FusedSearch(FieldSetDevice* set, const FusedRequest& r, SelEntry* out, Fus
   DeviceGuard guard;
   ROSETTA_GPU_RETURN_IF_ERROR(guard.Set(set->device));
   // Declared before the stream owner, so that on every return the stream is synchronised (by
-  // ~StreamOwner) before these buffers are freed.
+  // ~FieldStreamOwner) before these buffers are freed.
   DeviceBuffer queries, norms, term_buf, skip, queues, final_queues, merge_scratch;
-  StreamOwner so;
+  FieldStreamOwner so;
   ROSETTA_GPU_CUDA(cudaStreamCreateWithFlags(&so.stream, cudaStreamNonBlocking),
                    "cudaStreamCreateWithFlags");
   for (cudaEvent_t& e : so.timing) ROSETTA_GPU_CUDA(cudaEventCreate(&e), "cudaEventCreate");
