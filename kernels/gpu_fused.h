@@ -97,6 +97,9 @@ struct FusedParams {
   GpuFusedStats* stats = nullptr;
 };
 
+struct RankCount;        // below (per-field ranks)
+struct RankCountParams;  // below
+
 // Fields resident in device memory, sharing one row space. Create with Upload.
 class GpuFieldSet {
  public:
@@ -122,6 +125,8 @@ class GpuFieldSet {
   friend absl::StatusOr<std::vector<std::vector<Scored>>> GpuFusedSearch(const GpuFieldSet& set,
                                                                          size_t nq,
                                                                          const FusedParams& params);
+  friend absl::StatusOr<std::vector<RankCount>> GpuRankCounts(const GpuFieldSet& set, size_t nq,
+                                                              const RankCountParams& params);
   explicit GpuFieldSet(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
@@ -147,6 +152,23 @@ absl::StatusOr<std::vector<std::vector<Scored>>> FusedReferenceSearch(
 // neither. The engine passes, per hit, the hit's own raw score computed by FusedRawScore, so the
 // hit's rank in the field is 1 + greater (+ the equal rows that precede it by id, which the
 // engine resolves itself).
+//
+// nq may be 0 (thresholds then empty, result empty); rows may be 0 (every count 0).
+//
+// How the counts are computed (GPU and reference alike): per query the thresholds are sorted and
+// deduplicated (padded with +infinity to the widest query's count, `width`); each counted row
+// with a non-NaN raw score s adds 1 to bin `below(s)` = the number of distinct thresholds < s
+// (a binary search) and, when the threshold at that position equals s, to that threshold's
+// `equal` bin; then greater(u_i) = the sum of the bins above i. So one pass costs
+// O(rows x (dim + log width)) per query, whatever per_query is.
+// The kernel (kernels/cuda/rank_counts.cu): one pass over the rows per group of up to 8 queries
+// (as many as shared memory holds); one thread per row (grid-stride), the row read once as float4
+// for the whole group with FusedRawStep's fmaf chain (the fused kernel's arithmetic); each block
+// keeps the group's sorted thresholds and 32-bit bins in shared memory (shared atomics; bin 0,
+// which feeds no count, is never incremented), and at its end adds its non-zero bins to 64-bit
+// global counters with atomicAdd; the host then forms the suffix sums. Integer sums: the counts
+// are exact and independent of scheduling. Like GpuFusedSearch, GpuRankCounts may run
+// concurrently on one GpuFieldSet and blocks until the counts are on the host.
 struct RankCountParams {
   size_t field = 0;  // index into the field set
   FlatMetric metric = FlatMetric::kInnerProduct;
@@ -185,6 +207,25 @@ absl::Status CheckFusedFields(size_t rows, std::span<const FusedFieldData> field
                               const char* who);
 absl::Status CheckFusedParams(std::span<const size_t> dims, size_t nq, const FusedParams& params,
                               const char* who);
+// The RankCountParams checks of GpuRankCounts (the field checks excluded).
+absl::Status CheckRankCountParams(std::span<const size_t> dims, size_t nq,
+                                  const RankCountParams& params, const char* who);
+
+// The thresholds of a rank count prepared for binning (see "How the counts are computed" above).
+struct RankBins {
+  size_t per_query = 0;
+  size_t width = 0;            // the most distinct thresholds of one query (>= 1)
+  std::vector<float> sorted;   // nq x width: each query's distinct thresholds ascending, +inf pad
+  std::vector<uint32_t> slot;  // nq x per_query: each threshold's position in its query's list
+  // Counters per query (bins): [0, width] rows by below(s), then width `equal` counters.
+  size_t bins_per_query() const { return 2 * width + 1; }
+};
+// Expects params already checked; nq > 0. Throws std::bad_alloc when out of memory.
+// (below(s) itself is gpu::RankBinBelow in kernels/cuda/fused_fields_math.cuh, run by both sides.)
+RankBins PrepareRankBins(size_t nq, const RankCountParams& params);
+// Counts from nq x bins_per_query() counters, in the thresholds' order.
+std::vector<RankCount> RankCountsFromBins(const RankBins& bins, size_t nq,
+                                          std::span<const uint64_t> counters);
 }  // namespace internal
 
 }  // namespace rosetta::kernels

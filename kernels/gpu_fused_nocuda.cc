@@ -38,4 +38,9 @@ absl::StatusOr<std::vector<std::vector<Scored>>> GpuFusedSearch(const GpuFieldSe
   return NoCuda();
 }
 
+absl::StatusOr<std::vector<RankCount>> GpuRankCounts(const GpuFieldSet&, size_t,
+                                                     const RankCountParams&) {
+  return NoCuda();
+}
+
 }  // namespace rosetta::kernels

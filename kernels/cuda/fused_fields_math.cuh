@@ -116,4 +116,22 @@ ROSETTA_HD inline double FusedAccumulate(double sum, float contribution) {
   return FusedAdd(sum, static_cast<double>(contribution));
 }
 
+// --- Rank counts (GpuRankCounts / RankCountsReference, kernels/gpu_fused.h) ---
+
+// below(s): the number of entries < s in `sorted` (width floats ascending, e.g. +inf-padded),
+// by binary search (std::lower_bound's position). s must not be NaN.
+ROSETTA_HD inline uint32_t RankBinBelow(const float* sorted, uint32_t width, float s) {
+  uint32_t lo = 0, n = width;
+  while (n > 0) {
+    const uint32_t half = n / 2;
+    if (sorted[lo + half] < s) {
+      lo += half + 1;
+      n -= half + 1;
+    } else {
+      n = half;
+    }
+  }
+  return lo;
+}
+
 }  // namespace rosetta::kernels::gpu
