@@ -1,6 +1,7 @@
 // The GPU fused-scoring API for CUDA builds (gpu_fused_nocuda.cc otherwise): validates arguments
 // (the checks shared with the CPU reference, gpu_fused_reference.cc) and calls the C++17 CUDA
 // backend (kernels/cuda/fused_fields_backend.cuh), turning its errors into statuses.
+#include <cstdint>
 #include <exception>
 #include <memory>
 #include <new>
@@ -122,6 +123,38 @@ absl::StatusOr<std::vector<std::vector<Scored>>> GpuFusedSearch(const GpuFieldSe
     return absl::ResourceExhaustedError("GpuFusedSearch: out of host memory");
   } catch (const std::exception& ex) {
     return absl::InternalError(absl::StrCat("GpuFusedSearch: ", ex.what()));
+  }
+}
+
+absl::StatusOr<std::vector<RankCount>> GpuRankCounts(const GpuFieldSet& set, size_t nq,
+                                                     const RankCountParams& params) {
+  constexpr const char* kWho = "GpuRankCounts";
+  const GpuFieldSet::Impl& x = *set.impl_;
+  if (absl::Status s = internal::CheckRankCountParams(x.dims, nq, params, kWho); !s.ok()) {
+    return s;
+  }
+  if (nq == 0) return std::vector<RankCount>{};
+  try {
+    const internal::RankBins bins = internal::PrepareRankBins(nq, params);
+    std::vector<uint64_t> counters(nq * bins.bins_per_query(), 0);
+    if (x.rows > 0) {
+      gpu::RankCountRequest r;
+      r.field = params.field;
+      r.l2 = params.metric == FlatMetric::kL2;
+      r.nq = nq;
+      r.queries = params.queries;
+      r.sorted = bins.sorted.data();
+      r.width = static_cast<uint32_t>(bins.width);
+      r.skip = params.skip.empty() ? nullptr : params.skip.data();
+      r.skip_words = params.skip.size();
+      const gpu::Error e = gpu::RankCounts(x.set, r, counters.data());
+      if (!e.ok()) return ToStatus(gpu::Error{e.code, std::string(kWho) + ": " + e.message});
+    }
+    return internal::RankCountsFromBins(bins, nq, counters);
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError(absl::StrCat(kWho, ": out of host memory"));
+  } catch (const std::exception& ex) {
+    return absl::InternalError(absl::StrCat(kWho, ": ", ex.what()));
   }
 }
 

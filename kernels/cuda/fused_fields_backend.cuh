@@ -55,4 +55,24 @@ struct FusedStats {
 Error FusedSearch(FieldSetDevice* set, const FusedRequest& request, SelEntry* out,
                   FusedStats* stats);
 
+// Per-field rank counts (GpuRankCounts; kernels/cuda/rank_counts.cu). The host has prepared the
+// thresholds (internal::PrepareRankBins): per query `width` distinct values ascending, padded with
+// +infinity.
+struct RankCountRequest {
+  size_t field = 0;
+  bool l2 = false;
+  size_t nq = 0;
+  const float* queries = nullptr;  // nq x dim(field), host
+  const float* sorted = nullptr;   // nq x width, host
+  uint32_t width = 0;              // 1..1024
+  const uint64_t* skip = nullptr;  // host bitmap (may be null)
+  size_t skip_words = 0;
+};
+
+// Writes `counters` (host, nq x (2 x width + 1)) per query: at [b] (b > 0) the number of
+// counted rows whose raw score s has below(s) = b (RankBinBelow), at [width + 1 + b] those
+// whose s equals sorted[b]; [0] stays 0 (it feeds no count). Rows lacking the field, skipped rows
+// and NaN scores are not counted.
+Error RankCounts(FieldSetDevice* set, const RankCountRequest& request, uint64_t* counters);
+
 }  // namespace rosetta::kernels::gpu
