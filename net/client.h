@@ -39,6 +39,9 @@ struct ServerInfo {
   std::string mode;            // "embedded" | "server".
   std::string kernel_backend;  // "avx512" | "avx2" | "scalar".
   std::string data_dir;
+  // Search device of the database (DatabaseStats::device): "cpu" or "cuda:<ordinal> <name>";
+  // "" when a server does not report it.
+  std::string device;
 };
 
 class Client {

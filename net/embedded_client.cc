@@ -20,6 +20,8 @@ class EmbeddedClient final : public Client {
     info.mode = "embedded";
     info.kernel_backend = db_->KernelBackend();
     info.data_dir = db_->path();
+    // The device is resolved once at open; Stats() is the engine's one place that names it.
+    info.device = db_->Stats().device;
     return info;
   }
 

@@ -333,7 +333,7 @@ SizeBound Bound(const SearchResponse& r) {
 }
 
 SizeBound Bound(const CollectionInfo& info) {
-  SizeBound b = TableBound(8);
+  SizeBound b = TableBound(11);
   b.Add(VectorBound(info.segment_list.size()));
   for (const SegmentInfo& si : info.segment_list) {
     b.Add(TableBound(5));
@@ -354,6 +354,7 @@ SizeBound Bound(const CollectionInfo& info) {
   }
   b.Add(Bound(info.storage));
   b.Add(Bound(info.kernel_backend));
+  if (!info.device.empty()) b.Add(Bound(info.device));
   b.Add(VectorBound(info.calibration.size()));
   for (const CalibrationStats& c : info.calibration) {
     b.Add(TableBound(7));
@@ -426,10 +427,11 @@ SizeBound MessageBound(const Message& message) {
             return s;
           },
           [](const msg::HelloReply& m) {
-            SizeBound s = TableBound(7);
+            SizeBound s = TableBound(8);
             s.Add(Bound(m.server_version));
             s.Add(Bound(m.kernel_backend));
             s.Add(Bound(m.data_dir));
+            if (!m.device.empty()) s.Add(Bound(m.device));
             return s;
           },
           [](const msg::Ok&) { return TableBound(0); },
@@ -473,7 +475,9 @@ SizeBound MessageBound(const Message& message) {
           [](const IndexBuildProgress&) { return TableBound(5); },
           [](const msg::Stats&) { return TableBound(0); },
           [](const DatabaseStats& m) {
-            SizeBound s = TableBound(12);
+            SizeBound s = TableBound(14);
+            if (!m.device.empty()) s.Add(Bound(m.device));
+            s.Add(TableBound(9));  // DeviceStats.
             for (const auto* list : {&m.operations, &m.requests}) {
               s.Add(VectorBound(list->size()));
               for (const LatencyStats& l : *list) {
@@ -874,6 +878,9 @@ class Encoder {
       }
       segments = fbb_.CreateVector(items);
     }
+    // Absent when empty, like the other optional strings: a decoder reads "" either way.
+    Offset<fb::String> device;
+    if (!info.device.empty()) device = Str(info.device);
     w::CollectionInfoBuilder b(fbb_);
     b.add_schema(schema);
     b.add_records(info.records);
@@ -883,6 +890,9 @@ class Encoder {
     b.add_kernel_backend(backend);
     b.add_calibration(calibration_v);
     if (!segments.IsNull()) b.add_segment_list(segments);
+    if (!device.IsNull()) b.add_device(device);
+    b.add_device_rows(info.device_rows);
+    b.add_device_bytes(info.device_bytes);
     return b.Finish();
   }
 
@@ -999,6 +1009,8 @@ class Encoder {
               auto backend = Str(m.kernel_backend);
               Offset<fb::String> data_dir;
               if (!m.data_dir.empty()) data_dir = Str(m.data_dir);
+              Offset<fb::String> device;
+              if (!m.device.empty()) device = Str(m.device);
               w::HelloReplyBuilder b(fbb_);
               b.add_server_version(version);
               b.add_protocol_version(m.protocol_version);
@@ -1007,6 +1019,7 @@ class Encoder {
               b.add_collections(m.collections);
               b.add_max_frame_bytes(m.max_frame_bytes);
               b.add_role(ToWire(m.role));
+              if (!device.IsNull()) b.add_device(device);
               return {w::Message::HelloReply, b.Finish().Union()};
             },
             [&](const msg::Ok&) -> std::pair<w::Message, Offset<void>> {
@@ -1080,6 +1093,20 @@ class Encoder {
             [&](const DatabaseStats& m) -> std::pair<w::Message, Offset<void>> {
               auto operations = Latencies(m.operations);
               auto requests = Latencies(m.requests);
+              Offset<fb::String> device;
+              if (!m.device.empty()) device = Str(m.device);
+              const DeviceStats& d = m.device_stats;
+              w::DeviceStatsBuilder db(fbb_);
+              db.add_searches(d.searches);
+              db.add_batches(d.batches);
+              db.add_fallbacks(d.fallbacks);
+              db.add_boundary_fallbacks(d.boundary_fallbacks);
+              db.add_cpu_queries(d.cpu_queries);
+              db.add_mirrored_rows(d.mirrored_rows);
+              db.add_mirror_bytes(d.mirror_bytes);
+              db.add_memory_budget_bytes(d.memory_budget_bytes);
+              db.add_unmirrored_rows(d.unmirrored_rows);
+              auto device_stats = db.Finish();
               w::StatsReplyBuilder b(fbb_);
               b.add_uptime_s(m.uptime_s);
               b.add_collections(m.collections);
@@ -1093,6 +1120,8 @@ class Encoder {
               b.add_connections_refused(m.connections_refused);
               b.add_bytes_received(m.bytes_received);
               b.add_bytes_sent(m.bytes_sent);
+              if (!device.IsNull()) b.add_device(device);
+              b.add_device_stats(device_stats);
               return {w::Message::StatsReply, b.Finish().Union()};
             },
         },
@@ -1624,6 +1653,9 @@ class Decoder {
     RETURN_IF_ERROR(String(v->storage(), p.Child("storage"), false, &out->storage));
     RETURN_IF_ERROR(
         String(v->kernel_backend(), p.Child("kernel_backend"), false, &out->kernel_backend));
+    RETURN_IF_ERROR(String(v->device(), p.Child("device"), false, &out->device));
+    out->device_rows = v->device_rows();
+    out->device_bytes = v->device_bytes();
     if (const auto* calibration = v->calibration()) {
       RETURN_IF_ERROR(Charge(sizeof(CalibrationStats) * calibration->size(), p));
       out->calibration.resize(calibration->size());
@@ -1857,6 +1889,7 @@ class Decoder {
         reply.collections = m->collections();
         reply.max_frame_bytes = m->max_frame_bytes();
         RETURN_IF_ERROR(Enum(m->role(), kRoles, root.Child("role"), &reply.role));
+        RETURN_IF_ERROR(String(m->device(), root.Child("device"), false, &reply.device));
         *out = std::move(reply);
         return absl::OkStatus();
       }
@@ -1965,6 +1998,19 @@ class Decoder {
         stats.connections_refused = m->connections_refused();
         stats.bytes_received = m->bytes_received();
         stats.bytes_sent = m->bytes_sent();
+        RETURN_IF_ERROR(String(m->device(), root.Child("device"), false, &stats.device));
+        if (const w::DeviceStats* d = m->device_stats()) {
+          DeviceStats& x = stats.device_stats;
+          x.searches = d->searches();
+          x.batches = d->batches();
+          x.fallbacks = d->fallbacks();
+          x.boundary_fallbacks = d->boundary_fallbacks();
+          x.cpu_queries = d->cpu_queries();
+          x.mirrored_rows = d->mirrored_rows();
+          x.mirror_bytes = d->mirror_bytes();
+          x.memory_budget_bytes = d->memory_budget_bytes();
+          x.unmirrored_rows = d->unmirrored_rows();
+        }
         *out = std::move(stats);
         return absl::OkStatus();
       }

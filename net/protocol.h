@@ -170,6 +170,7 @@ struct HelloReply {
   uint64_t collections = 0;
   uint64_t max_frame_bytes = kDefaultMaxFrameBytes;
   Role role = Role::kRead;
+  std::string device;  // search device ("cpu", "cuda:0 <name>"); "" = not reported.
 };
 struct Ok {};
 struct CollectionList {

@@ -309,6 +309,7 @@ class ProtocolClient final : public Client {
     info.mode = "server";
     info.kernel_backend = hello_.kernel_backend;
     info.data_dir = hello_.data_dir;
+    info.device = hello_.device;
     return info;
   }
 

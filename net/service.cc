@@ -154,6 +154,7 @@ class ServiceSession final : public Session {
     reply.server_version = factory_->info_.version;
     reply.protocol_version = kProtocolVersion;
     reply.kernel_backend = factory_->info_.kernel_backend;
+    reply.device = factory_->info_.device;
     if (*role == Role::kAdmin) reply.data_dir = factory_->info_.data_dir;
     absl::StatusOr<std::vector<std::string>> names = factory_->client_->ListCollections();
     reply.collections = names.ok() ? names->size() : 0;

@@ -10,6 +10,7 @@
 
 #include "engine/database.h"
 #include "gtest/gtest.h"
+#include "kernels/device.h"
 #include "tests/testing/testing.h"
 
 namespace rosetta {
@@ -309,6 +310,59 @@ TEST(OpenEmbeddedClientTest, CreatesParentsAndRejectsBadPaths) {
   no_create.store.create_if_missing = false;
   const std::string missing = (tmp.path() / "missing").string();
   EXPECT_FALSE(OpenEmbeddedClient(missing, no_create).ok());
+}
+
+// The search device in embedded mode: --device cpu reports "cpu" in Info, Describe and Stats,
+// with every device counter 0 even after searches.
+TEST(EmbeddedClientDeviceTest, CpuDeviceReportsCpuAndZeroCounters) {
+  TempDir tmp;
+  engine::DatabaseOptions options;
+  options.device = engine::DeviceKind::kCpu;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> c,
+                       OpenEmbeddedClient((tmp.path() / "db").string(), options));
+  ASSERT_OK(c->CreateCollection(TwoFieldSchema()));
+  ASSERT_OK(c->Upsert("docs", {MakeRecord("a", {1, 0, 0, 0}, {0, 1, 0, 0}),
+                               MakeRecord("b", {0, 1, 0, 0}, {})})
+                .status());
+  ASSERT_OK_AND_ASSIGN(auto responses, c->Search("docs", {Query({1, 0, 0, 0})}));
+  ASSERT_EQ(responses.size(), 1u);
+  ASSERT_OK_AND_ASSIGN(ServerInfo info, c->Info());
+  EXPECT_EQ(info.device, "cpu");
+  ASSERT_OK_AND_ASSIGN(CollectionInfo described, c->Describe("docs"));
+  EXPECT_EQ(described.device, "cpu");
+  EXPECT_EQ(described.device_rows, 0);
+  EXPECT_EQ(described.device_bytes, 0);
+  ASSERT_OK_AND_ASSIGN(DatabaseStats stats, c->Stats());
+  EXPECT_EQ(stats.device, "cpu");
+  const DeviceStats& d = stats.device_stats;
+  EXPECT_EQ(d.searches, 0);
+  EXPECT_EQ(d.batches, 0);
+  EXPECT_EQ(d.fallbacks, 0);
+  EXPECT_EQ(d.boundary_fallbacks, 0);
+  EXPECT_EQ(d.cpu_queries, 0);
+  EXPECT_EQ(d.mirrored_rows, 0);
+  EXPECT_EQ(d.mirror_bytes, 0);
+  EXPECT_EQ(d.memory_budget_bytes, 0);
+  EXPECT_EQ(d.unmirrored_rows, 0);
+}
+
+// The default (auto) resolves to the CPU without a GPU, and to "cuda:<ordinal> <name>" with
+// one; Info, Describe and Stats agree.
+TEST(EmbeddedClientDeviceTest, AutoNamesTheResolvedDeviceEverywhere) {
+  TempDir tmp;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> c,
+                       OpenEmbeddedClient((tmp.path() / "db").string(), {}));
+  ASSERT_OK(c->CreateCollection(TwoFieldSchema()));
+  ASSERT_OK_AND_ASSIGN(DatabaseStats stats, c->Stats());
+  if (kernels::CudaDeviceCount() == 0) {
+    EXPECT_EQ(stats.device, "cpu");
+  } else {
+    EXPECT_TRUE(stats.device.rfind("cuda:", 0) == 0) << stats.device;
+  }
+  ASSERT_OK_AND_ASSIGN(ServerInfo info, c->Info());
+  EXPECT_EQ(info.device, stats.device);
+  ASSERT_OK_AND_ASSIGN(CollectionInfo described, c->Describe("docs"));
+  EXPECT_EQ(described.device, stats.device);
 }
 
 }  // namespace

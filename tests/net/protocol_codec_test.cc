@@ -432,6 +432,15 @@ TEST(ProtocolCodecTest, WireNumberingIsFixed) {
   EXPECT_EQ(w::LatencyStats::VT_MAX_US, 18);
   EXPECT_EQ(w::StatsReply::VT_REQUESTS, 16);
   EXPECT_EQ(w::StatsReply::VT_BYTES_SENT, 26);
+  // The search device additions (issue 6), appended to their tables.
+  EXPECT_EQ(w::HelloReply::VT_DEVICE, 18);
+  EXPECT_EQ(w::CollectionInfo::VT_DEVICE, 20);
+  EXPECT_EQ(w::CollectionInfo::VT_DEVICE_ROWS, 22);
+  EXPECT_EQ(w::CollectionInfo::VT_DEVICE_BYTES, 24);
+  EXPECT_EQ(w::StatsReply::VT_DEVICE, 28);
+  EXPECT_EQ(w::StatsReply::VT_DEVICE_STATS, 30);
+  EXPECT_EQ(w::DeviceStats::VT_SEARCHES, 4);
+  EXPECT_EQ(w::DeviceStats::VT_UNMIRRORED_ROWS, 20);
 }
 
 // `exact` changed its default from true to false when the indexes came (before any release:
@@ -495,6 +504,88 @@ TEST(ProtocolCodecTest, FlatFieldsCarryNoIndexSpec) {
   ASSERT_OK_AND_ASSIGN(decoded, DecodeFrame(body));
   EXPECT_EQ(std::get<msg::CreateCollection>(decoded.message).schema.fields.at("image").index,
             (IndexSpec{IndexType::kIvfPq, 16, 2, 4}));
+}
+
+// The search device's fields, member by member (Canon covers them too; this names each one, so
+// that a swapped pair of counters fails here with the member's name).
+TEST(ProtocolCodecTest, DeviceFieldsRoundTrip) {
+  const DatabaseStats stats = testing::SampleStats();
+  ASSERT_OK_AND_ASSIGN(std::string body, EncodeFrame(2, stats));
+  ASSERT_OK_AND_ASSIGN(Frame frame, DecodeFrame(body));
+  const auto& s = std::get<DatabaseStats>(frame.message);
+  EXPECT_EQ(s.device, "cuda:0 NVIDIA H100 80GB HBM3");
+  const DeviceStats& d = s.device_stats;
+  EXPECT_EQ(d.searches, 101);
+  EXPECT_EQ(d.batches, 7);
+  EXPECT_EQ(d.fallbacks, 3);
+  EXPECT_EQ(d.boundary_fallbacks, 2);
+  EXPECT_EQ(d.cpu_queries, 55);
+  EXPECT_EQ(d.mirrored_rows, 3'000'000'001);
+  EXPECT_EQ(d.mirror_bytes, 12'288'000'004'096);
+  EXPECT_EQ(d.memory_budget_bytes, 64'424'509'440);
+  EXPECT_EQ(d.unmirrored_rows, 42);
+
+  const CollectionInfo info = testing::SampleCollectionInfo();
+  ASSERT_OK_AND_ASSIGN(body, EncodeFrame(3, info));
+  ASSERT_OK_AND_ASSIGN(frame, DecodeFrame(body));
+  const auto& i = std::get<CollectionInfo>(frame.message);
+  EXPECT_EQ(i.device, "cuda:1 NVIDIA H100 80GB HBM3");
+  EXPECT_EQ(i.device_rows, 3'000'000'001);
+  EXPECT_EQ(i.device_bytes, 9'216'000'003'072);
+
+  msg::HelloReply hello;
+  hello.server_version = "0.1.0";
+  hello.device = "cpu";
+  ASSERT_OK_AND_ASSIGN(body, EncodeFrame(4, hello));
+  ASSERT_OK_AND_ASSIGN(frame, DecodeFrame(body));
+  EXPECT_EQ(std::get<msg::HelloReply>(frame.message).device, "cpu");
+}
+
+// Replies of a server from before the device fields (none of them set) decode as the data
+// model's defaults: device "" and every counter 0.
+TEST(ProtocolCodecTest, AbsentDeviceFieldsMeanUnknownAndZero) {
+  std::string body = RawFrame(7, w::Message::StatsReply, [](flatbuffers::FlatBufferBuilder& fbb) {
+    w::StatsReplyBuilder b(fbb);
+    b.add_uptime_s(2.5);
+    b.add_records(9);
+    return b.Finish().Union();
+  });
+  ASSERT_OK_AND_ASSIGN(Frame frame, DecodeFrame(body));
+  const auto& s = std::get<DatabaseStats>(frame.message);
+  EXPECT_EQ(s.records, 9);
+  EXPECT_EQ(s.device, "");
+  EXPECT_EQ(Canon(s.device_stats), Canon(DeviceStats{}));
+
+  body = RawFrame(8, w::Message::CollectionInfo, [](flatbuffers::FlatBufferBuilder& fbb) {
+    auto sname = fbb.CreateString("s");
+    w::SpaceBuilder spb(fbb);
+    spb.add_name(sname);
+    spb.add_dim(2);
+    auto space = spb.Finish();
+    auto spaces = fbb.CreateVector(std::vector<flatbuffers::Offset<w::Space>>{space});
+    auto cname = fbb.CreateString("c");
+    w::CollectionSchemaBuilder sb(fbb);
+    sb.add_name(cname);
+    sb.add_spaces(spaces);
+    auto schema = sb.Finish();
+    w::CollectionInfoBuilder b(fbb);
+    b.add_schema(schema);
+    b.add_records(4);
+    return b.Finish().Union();
+  });
+  ASSERT_OK_AND_ASSIGN(frame, DecodeFrame(body));
+  const auto& i = std::get<CollectionInfo>(frame.message);
+  EXPECT_EQ(i.records, 4);
+  EXPECT_EQ(i.device, "");
+  EXPECT_EQ(i.device_rows, 0);
+  EXPECT_EQ(i.device_bytes, 0);
+
+  // And a CPU database's stats (device "cpu", zero counters) survive as they are.
+  DatabaseStats cpu;
+  cpu.device = "cpu";
+  ASSERT_OK_AND_ASSIGN(body, EncodeFrame(9, cpu));
+  ASSERT_OK_AND_ASSIGN(frame, DecodeFrame(body));
+  EXPECT_EQ(Canon(std::get<DatabaseStats>(frame.message)), Canon(cpu));
 }
 
 }  // namespace

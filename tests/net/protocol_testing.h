@@ -155,6 +155,7 @@ inline std::string Canon(const CollectionInfo& i) {
   std::string out = absl::StrCat("info{", Canon(i.schema), ",records=", i.records, ",fv{");
   for (const auto& [k, n] : i.field_vectors) absl::StrAppend(&out, Q(k), "=", n, ";");
   absl::StrAppend(&out, "},segments=", i.segments, ",", Q(i.storage), ",", Q(i.kernel_backend),
+                  ",device{", Q(i.device), ",", i.device_rows, ",", i.device_bytes, "}",
                   ",calibration[");
   for (const CalibrationStats& c : i.calibration) {
     absl::StrAppend(&out, "{", Q(c.modality), ",", Q(c.field), ",", c.samples, ",", c.at_vectors,
@@ -184,11 +185,17 @@ inline std::string Canon(const std::vector<LatencyStats>& list) {
   }
   return out + "]";
 }
+inline std::string Canon(const DeviceStats& d) {
+  return absl::StrCat("device_stats{", d.searches, ",", d.batches, ",", d.fallbacks, ",",
+                      d.boundary_fallbacks, ",", d.cpu_queries, ",", d.mirrored_rows, ",",
+                      d.mirror_bytes, ",", d.memory_budget_bytes, ",", d.unmirrored_rows, "}");
+}
 inline std::string Canon(const DatabaseStats& s) {
   return absl::StrCat("stats{", Bits(s.uptime_s), ",", s.collections, ",", s.records, ",",
                       Canon(s.operations), ",", s.commit_batches, ",", s.commit_groups, ",",
                       Canon(s.requests), ",", s.connections_open, ",", s.connections_accepted,
-                      ",", s.connections_refused, ",", s.bytes_received, ",", s.bytes_sent, "}");
+                      ",", s.connections_refused, ",", s.bytes_received, ",", s.bytes_sent, ",",
+                      Q(s.device), ",", Canon(s.device_stats), "}");
 }
 inline std::string Canon(const WriteResult& r) {
   return absl::StrCat("write{", r.written, ",", r.created, ",", r.not_found, "}");
@@ -235,7 +242,7 @@ inline std::string Canon(const Message& m) {
     std::string operator()(const msg::HelloReply& x) {
       return absl::StrCat("HelloReply{", Q(x.server_version), ",", x.protocol_version, ",",
                           Q(x.kernel_backend), ",", Q(x.data_dir), ",", x.collections, ",",
-                          x.max_frame_bytes, ",", RoleName(x.role), "}");
+                          x.max_frame_bytes, ",", RoleName(x.role), ",", Q(x.device), "}");
     }
     std::string operator()(const msg::Ok&) { return "Ok{}"; }
     std::string operator()(const WriteResult& x) { return Canon(x); }
@@ -447,6 +454,9 @@ inline CollectionInfo SampleCollectionInfo() {
   info.segments = 1;
   info.storage = "rocksdb 7.8.3 (sync: always)";
   info.kernel_backend = "avx2";
+  info.device = "cuda:1 NVIDIA H100 80GB HBM3";
+  info.device_rows = 3'000'000'001;
+  info.device_bytes = 9'216'000'003'072;
   info.calibration.push_back(CalibrationStats{"text", "image", 1048576, 1000, 0.18, 0.03, 0.31});
   info.calibration.push_back(CalibrationStats{"image", "caption", 5, 2, -1e-300, 0, 1e300});
   SegmentInfo ready;
@@ -485,6 +495,10 @@ inline DatabaseStats SampleStats() {
   s.connections_refused = 1;
   s.bytes_received = 123456789012;
   s.bytes_sent = 987654321;
+  s.device = "cuda:0 NVIDIA H100 80GB HBM3";
+  // Distinct values, some beyond 32 bits, so that a swapped or truncated member shows.
+  s.device_stats = DeviceStats{101, 7, 3, 2, 55, 3'000'000'001, 12'288'000'004'096,
+                               64'424'509'440, 42};
   return s;
 }
 
@@ -522,9 +536,10 @@ inline std::vector<Message> AllSampleMessages(const std::vector<float>& import_d
   out.push_back(msg::Get{"photos", {}, false});
   out.push_back(msg::Delete{"photos", {"p1", "p1", "zz"}});
   out.push_back(msg::Search{"photos", {SampleSearchRequest(), SearchRequest{}}});
-  out.push_back(msg::HelloReply{"0.1.0", 1, "avx512", "/var/lib/rosetta", 3, 1 << 20, Role::kAdmin});
+  out.push_back(msg::HelloReply{"0.1.0", 1, "avx512", "/var/lib/rosetta", 3, 1 << 20, Role::kAdmin,
+                                "cuda:0 NVIDIA H100 80GB HBM3"});
   out.push_back(msg::HelloReply{"0.1.0", 1, "scalar", "", 0, kDefaultMaxFrameBytes, Role::kRead});
-  out.push_back(msg::HelloReply{"0.1.0", 1, "avx2", "", 7, 4096, Role::kWrite});
+  out.push_back(msg::HelloReply{"0.1.0", 1, "avx2", "", 7, 4096, Role::kWrite, "cpu"});
   out.push_back(msg::Ok{});
   out.push_back(WriteResult{3, 2, 1});
   out.push_back(msg::CollectionList{{"a", "b", "photos"}});

@@ -158,6 +158,31 @@ TEST_F(RemoteClientTest, EveryOperationEqualsTheEmbeddedClient) {
   EXPECT_EQ(info.data_dir, embedded_info.data_dir);  // open server: admin.
 }
 
+// The search device through the server: a backend opened with device cpu is reported as "cpu"
+// in the HelloReply (Info), Describe and Stats, with zero device counters, and the remote
+// answers equal the backend's own.
+TEST_F(RemoteClientTest, DeviceFieldsTravelThroughTheServer) {
+  engine::DatabaseOptions options;
+  options.device = engine::DeviceKind::kCpu;
+  auto cpu = OpenEmbeddedClient((tmp_.path() / "cpu").string(), options);
+  ASSERT_TRUE(cpu.ok()) << cpu.status();
+  backend_ = std::move(*cpu);
+  Start();
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> remote, Connect());
+  ASSERT_OK(remote->CreateCollection(testing::SampleSchema()));
+  ASSERT_OK_AND_ASSIGN(ServerInfo info, remote->Info());
+  EXPECT_EQ(info.device, "cpu");
+  ASSERT_OK_AND_ASSIGN(CollectionInfo described, remote->Describe("photos"));
+  EXPECT_EQ(described.device, "cpu");
+  EXPECT_EQ(described.device_rows, 0);
+  EXPECT_EQ(described.device_bytes, 0);
+  ASSERT_OK_AND_ASSIGN(CollectionInfo direct, backend_->Describe("photos"));
+  EXPECT_EQ(testing::Canon(described), testing::Canon(direct));
+  ASSERT_OK_AND_ASSIGN(DatabaseStats stats, remote->Stats());
+  EXPECT_EQ(stats.device, "cpu");
+  EXPECT_EQ(testing::Canon(stats.device_stats), testing::Canon(DeviceStats{}));
+}
+
 // Indexes through the server: BuildIndex seals 1500 vectors of an ivf_pq field into a segment
 // and builds its index, IndexProgress follows it to the end, describe lists the segment, and a
 // search answers through the index with a plan; every answer equals the engine's own.
