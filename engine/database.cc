@@ -3,8 +3,10 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <iostream>
 #include <map>
 #include <thread>
+#include <tuple>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
@@ -12,11 +14,14 @@
 #include <mutex>
 #include <shared_mutex>
 #include "engine/calibration.h"
+#include "engine/device.h"
+#include "engine/device_search.h"
 #include "engine/index.h"
 #include "engine/layout.h"
 #include "engine/search.h"
 #include "engine/segment.h"
 #include "engine/telemetry.h"
+#include "kernels/device.h"
 #include "kernels/parallel.h"
 #include "kernels/simd.h"
 #include "schema/json.h"
@@ -77,6 +82,9 @@ class Collection {
   std::vector<std::shared_ptr<BuildJob>> jobs;
   std::atomic<bool> cancel_builds{false};   // set by DropCollection (any thread may read).
 
+  // The device mirror of the rows (engine/device_search.h); null on the CPU. Set at creation.
+  std::shared_ptr<DeviceMirror> mirror;
+
   // Writes enqueued and not yet finished (published or failed); DropCollection waits for zero.
   std::mutex flight_mu;
   std::condition_variable flight_cv;
@@ -109,6 +117,9 @@ struct Database::Impl {
   DatabaseOptions options;
   std::unique_ptr<kernels::ThreadPool> own_pool;
   kernels::ThreadPool* pool = nullptr;
+  // The search device (engine/device_search.h), or null: exhaustive searches on the CPU only.
+  std::unique_ptr<DeviceSearcher> device;
+  std::string device_name = "cpu";
 
   std::mutex catalog_mu;  // serialises CreateCollection / DropCollection.
 
@@ -169,11 +180,25 @@ struct Database::Impl {
   // kParallelIndexScanBytes of codes runs on the calling thread alone: waking pool workers
   // would cost about as much as the scan, and concurrent clients then each keep a core busy
   // instead of queueing on the shared pool.
-  absl::StatusOr<SearchResponse> SearchOne(const Layout& layout, const Snapshot& snap,
+  // An exhaustive query goes to the search device when there is one and it takes the query's
+  // shape (engine/device_search.h); a device error or a boundary fallback answers it here.
+  absl::StatusOr<SearchResponse> SearchOne(const Collection& c, const Snapshot& snap,
                                            const SearchRequest& request) const {
+    const Layout& layout = c.layout();
     ASSIGN_OR_RETURN(std::optional<CandidateUnion> candidates,
                      GatherCandidates(layout, snap, request, pool));
-    if (!candidates.has_value()) return ExecuteSearch(layout, snap, request, pool);
+    if (!candidates.has_value()) {
+      if (device != nullptr && c.mirror != nullptr) {
+        if (device->Eligible(layout, snap, request)) {
+          std::optional<absl::StatusOr<SearchResponse>> r =
+              device->SearchOne(*c.mirror, layout, snap, request, pool);
+          if (r.has_value()) return std::move(*r);
+        } else {
+          device->CountCpuQuery();
+        }
+      }
+      return ExecuteSearch(layout, snap, request, pool);
+    }
     ASSIGN_OR_RETURN(SearchResponse response, ExecuteSearch(layout, snap, request, candidates->pool,
                                                             nullptr, &candidates->rows));
     response.exact = false;
@@ -238,6 +263,7 @@ absl::StatusOr<std::shared_ptr<Collection>> Database::Impl::Load(
   auto layout = Layout::Make(*schema);
   if (!layout.ok()) return absl::DataLossError(what + ": " + std::string(layout.status().message()));
   auto c = std::make_shared<Collection>(meta, *layout);
+  if (device != nullptr) c->mirror = device->NewMirror();
   const Layout& lay = c->layout();
   std::lock_guard<std::mutex> lock(c->write_mu);
   std::shared_ptr<const RowMeta> previous;
@@ -334,6 +360,32 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path
     impl->own_pool = std::make_unique<kernels::ThreadPool>(options.search_threads);
     impl->pool = impl->own_pool.get();
   }
+  // The search device, resolved before anything is opened (a `cuda` request without a usable
+  // GPU fails here, with nothing changed on disk).
+  std::shared_ptr<DeviceBackend> backend = options.device_backend;
+  if (backend == nullptr && options.device == DeviceKind::kCuda) {
+    ASSIGN_OR_RETURN(backend, MakeCudaDeviceBackend(options.cuda_device));
+  } else if (backend == nullptr && options.device == DeviceKind::kAuto &&
+             kernels::BuiltWithCuda() && kernels::CudaDeviceCount() > 0) {
+    absl::StatusOr<std::shared_ptr<DeviceBackend>> cuda = MakeCudaDeviceBackend(options.cuda_device);
+    if (cuda.ok()) {
+      backend = std::move(*cuda);
+    } else {
+      std::cerr << "rosetta: device: auto: " << cuda.status().message() << "; searching on the CPU"
+                << std::endl;
+    }
+  }
+  if (backend != nullptr) {
+    DeviceSearchOptions dso;
+    dso.memory_budget = options.device_memory_budget != 0
+                            ? options.device_memory_budget
+                            : static_cast<size_t>(0.8 * static_cast<double>(backend->MemoryBytes()));
+    dso.batch_wait = options.device_batch_wait;
+    dso.max_batch = options.device_max_batch;
+    dso.chunk_rows = options.device_chunk_rows;
+    impl->device_name = backend->Name();
+    impl->device = std::make_unique<DeviceSearcher>(std::move(backend), dso);
+  }
   ASSIGN_OR_RETURN(impl->store, storage::Store::Open(path, options.store));
   {
     Impl* raw = impl.get();
@@ -342,6 +394,11 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path
   ASSIGN_OR_RETURN(std::vector<storage::CollectionMeta> metas, impl->store->ListCollections());
   for (const auto& meta : metas) {
     ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, impl->Load(meta));
+    if (impl->device != nullptr) {
+      // Mirror the loaded rows now rather than on the first query (errors are logged; the rows
+      // are then searched on the CPU).
+      (void)impl->device->Refresh(*c->mirror, c->layout(), *c->segment().snapshot());
+    }
     std::unique_lock<std::shared_mutex> lock(impl->map_mu);
     impl->collections[meta.name] = std::move(c);
   }
@@ -363,6 +420,7 @@ absl::Status Database::CreateCollection(const CollectionSchema& schema) {
   meta.schema_json = DumpJson(SchemaToJson(schema));
   ASSIGN_OR_RETURN(meta.id, impl_->store->CreateCollection(meta.name, meta.schema_json));
   auto c = std::make_shared<Collection>(std::move(meta), std::move(layout));
+  if (impl_->device != nullptr) c->mirror = impl_->device->NewMirror();
   std::unique_lock<std::shared_mutex> lock(impl_->map_mu);
   impl_->collections[schema.name] = std::move(c);
   return absl::OkStatus();
@@ -385,6 +443,10 @@ absl::StatusOr<CollectionInfo> Database::Describe(const std::string& name) const
   info.segments = 1;
   info.storage = impl_->store->Describe();
   info.kernel_backend = KernelBackend();
+  info.device = impl_->device_name;
+  if (impl_->device != nullptr && c->mirror != nullptr) {
+    std::tie(info.device_rows, info.device_bytes) = DeviceSearcher::MirrorSize(*c->mirror);
+  }
   for (const auto& [key, stats] : *snap->calibration) info.calibration.push_back(stats);
   // Segments: the ready sealed ones (from the snapshot), those being built, then the growing one.
   const Layout& layout = c->layout();
@@ -769,7 +831,7 @@ absl::StatusOr<SearchResponse> Database::Search(const std::string& name,
     ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, impl_->Find(name));
     RETURN_IF_ERROR(ValidateAndNormalizeQuery(c->layout().schema, request));
     std::shared_ptr<const Snapshot> snap = c->segment().snapshot();
-    ASSIGN_OR_RETURN(SearchResponse response, impl_->SearchOne(c->layout(), *snap, request));
+    ASSIGN_OR_RETURN(SearchResponse response, impl_->SearchOne(*c, *snap, request));
     response.took_us = std::chrono::duration_cast<std::chrono::microseconds>(
                            std::chrono::steady_clock::now() - start)
                            .count();
@@ -798,7 +860,42 @@ absl::StatusOr<std::vector<SearchResponse>> Database::SearchBatch(
     // of them instead of once per query), then fused and ranked one by one as usual.
     std::map<size_t, std::vector<size_t>> groups;  // field id -> request indices.
     std::vector<size_t> singles;
+    // With a search device, the exhaustive queries it takes go to it together: those of one
+    // shape share device calls (engine/device_search.h). The ones it hands back run below.
+    std::vector<bool> answered(requests.size(), false);
+    if (impl_->device != nullptr && c->mirror != nullptr) {
+      std::vector<size_t> picked;
+      std::vector<const SearchRequest*> device_requests;
+      for (size_t i = 0; i < requests.size(); ++i) {
+        const bool indexed = !requests[i].exact && snap->sealed && !snap->sealed->empty();
+        if (indexed) continue;
+        if (impl_->device->Eligible(layout, *snap, requests[i])) {
+          picked.push_back(i);
+          device_requests.push_back(&requests[i]);
+        } else {
+          impl_->device->CountCpuQuery();
+        }
+      }
+      if (!picked.empty()) {
+        const auto start = Clock::now();
+        auto results =
+            impl_->device->SearchMany(*c->mirror, layout, *snap, device_requests, impl_->pool);
+        // Each query is charged an equal share of the device calls and the re-scoring.
+        const int64_t share = micros(Clock::now() - start) / static_cast<int64_t>(picked.size());
+        for (size_t j = 0; j < picked.size(); ++j) {
+          if (!results[j].has_value()) continue;  // back to the CPU path below.
+          const size_t i = picked[j];
+          if (!results[j]->ok()) {
+            return Annotate(results[j]->status(), "query " + std::to_string(i) + ": ");
+          }
+          out[i] = std::move(**results[j]);
+          out[i].took_us = share;
+          answered[i] = true;
+        }
+      }
+    }
     for (size_t i = 0; i < requests.size(); ++i) {
+      if (answered[i]) continue;
       // Queries that may use indexes take the single path (candidates, then exact re-scoring).
       const bool indexed = !requests[i].exact && snap->sealed && !snap->sealed->empty();
       if (!indexed && GroupableQuery(layout, requests[i])) {
@@ -841,7 +938,7 @@ absl::StatusOr<std::vector<SearchResponse>> Database::SearchBatch(
       for (size_t j = b; j < e; ++j) {
         const size_t i = singles[j];
         const auto start = Clock::now();
-        auto r = impl_->SearchOne(layout, *snap, requests[i]);
+        auto r = impl_->SearchOne(*c, *snap, requests[i]);
         if (!r.ok()) {
           failed[j] = r.status();
           continue;
@@ -860,6 +957,26 @@ absl::StatusOr<std::vector<SearchResponse>> Database::SearchBatch(
     }
     return out;
   });
+}
+
+const char* DeviceKindName(DeviceKind kind) {
+  switch (kind) {
+    case DeviceKind::kAuto:
+      return "auto";
+    case DeviceKind::kCpu:
+      return "cpu";
+    case DeviceKind::kCuda:
+      return "cuda";
+  }
+  return "auto";
+}
+
+absl::StatusOr<DeviceKind> ParseDeviceKind(const std::string& name) {
+  for (DeviceKind k : {DeviceKind::kAuto, DeviceKind::kCpu, DeviceKind::kCuda}) {
+    if (name == DeviceKindName(k)) return k;
+  }
+  return absl::InvalidArgumentError("unknown device " + Quote(name) +
+                                    " (expected auto, cpu or cuda)");
 }
 
 std::string Database::KernelBackend() const {
@@ -1097,6 +1214,17 @@ DatabaseStats Database::Stats() const {
   const storage::CommitStats commits = impl_->store->commit_stats();
   out.commit_batches = commits.batches;
   out.commit_groups = commits.groups;
+  out.device = impl_->device_name;
+  if (impl_->device != nullptr) {
+    std::vector<std::pair<std::shared_ptr<DeviceMirror>, size_t>> rows;
+    {
+      std::shared_lock<std::shared_mutex> lock(impl_->map_mu);
+      for (const auto& [name, c] : impl_->collections) {
+        rows.emplace_back(c->mirror, c->segment().snapshot()->rows);
+      }
+    }
+    out.device_stats = impl_->device->Stats(rows);
+  }
   return out;
 }
 

@@ -35,11 +35,13 @@ inline Field MakeField(const std::string& name, const std::string& space,
 inline void AddSpace(CollectionSchema& s, Space space) { s.spaces[space.name] = std::move(space); }
 inline void AddField(CollectionSchema& s, Field field) { s.fields[field.name] = std::move(field); }
 
-// Options for tests: no fsync (tests do not simulate power loss), 2 search threads.
+// Options for tests: no fsync (tests do not simulate power loss), 2 search threads, the CPU
+// (the engine tests check the CPU path bit for bit; tests/engine/device_test.cc picks devices).
 inline DatabaseOptions TestOptions() {
   DatabaseOptions o;
   o.store.sync = storage::SyncPolicy::kNone;
   o.search_threads = 2;
+  o.device = DeviceKind::kCpu;
   return o;
 }
 
