@@ -9,7 +9,8 @@
 # links them where the tests look for them (the build's ../shared/data path) when that is absent.
 #
 #   scripts/pack-gpu-run.sh [BUILD_DIR]      (default build-cuda; build the targets first:
-#       cmake --build build-cuda -j2 --target rosetta_cuda_tests gpu_bench gpu_ivf_bench)
+#       cmake --build build-cuda -j2 --target rosetta_cuda_tests gpu_bench gpu_ivf_bench \
+#             rosettad rosetta_driver server_bench)
 #
 # Then, with the device tool:  run(command: "source .devrun/env.sh && .devrun/rosetta_cuda_tests",
 #                                 carry: [".devrun"])
@@ -25,7 +26,10 @@ out="$root/.devrun"
   exit 1
 }
 bins=("$build/tests/rosetta_cuda_tests")
-for b in "$build/bench/gpu_bench" "$build/bench/gpu_ivf_bench"; do
+# The server, the bench driver and the server bench (issue 6's engine path: --device cuda,
+# dynamic batching under concurrent clients) ride along when built.
+for b in "$build/bench/gpu_bench" "$build/bench/gpu_ivf_bench" "$build/tools/rosettad" \
+         "$build/bench/rosetta_driver" "$build/bench/server_bench"; do
   if [[ -x "$b" ]]; then bins+=("$b"); else echo "note: $b not built; not packed" >&2; fi
 done
 
@@ -77,7 +81,8 @@ if [[ -d "$here/data" && ! -e "$shared_dir" ]]; then
   mkdir -p "$(dirname "$shared_dir")" && ln -s "$here/data" "$shared_dir" &&
     echo "linked $shared_dir -> $here/data"
 fi
-for b in "$here"/rosetta_cuda_tests "$here"/gpu_bench "$here"/gpu_ivf_bench; do
+for b in "$here"/rosetta_cuda_tests "$here"/gpu_bench "$here"/gpu_ivf_bench "$here"/rosettad \
+         "$here"/rosetta_driver "$here"/server_bench; do
   [[ -x "$b" ]] || continue
   missing=$(ldd "$b" | grep 'not found' || true)
   [[ -z "$missing" ]] || echo "MISSING for $(basename "$b"): $missing"
