@@ -26,12 +26,19 @@ struct MirrorChunk {
 
 class DeviceMirror {
  public:
+  explicit DeviceMirror(std::shared_ptr<std::atomic<int64_t>> used) : used_(std::move(used)) {}
+  // A dropped collection's chunks leave the budget with it.
+  ~DeviceMirror() { used_->fetch_sub(bytes); }
+
   std::mutex mu;
   std::vector<std::shared_ptr<const MirrorChunk>> chunks;  // contiguous from row 0; guarded.
   size_t covered = 0;       // rows mirrored; guarded.
   int64_t bytes = 0;        // device bytes of the chunks; guarded.
   bool building = false;    // an upload runs; guarded.
   size_t failed_target = 0;  // an upload up to this row failed: not retried until more rows.
+
+ private:
+  std::shared_ptr<std::atomic<int64_t>> used_;  // the searcher's bytes in use, all mirrors.
 };
 
 namespace {
@@ -101,7 +108,9 @@ DeviceSearcher::DeviceSearcher(std::shared_ptr<DeviceBackend> backend, DeviceSea
 
 DeviceSearcher::~DeviceSearcher() = default;
 
-std::shared_ptr<DeviceMirror> DeviceSearcher::NewMirror() { return std::make_shared<DeviceMirror>(); }
+std::shared_ptr<DeviceMirror> DeviceSearcher::NewMirror() {
+  return std::make_shared<DeviceMirror>(used_bytes_);
+}
 
 absl::Status DeviceSearcher::Refresh(DeviceMirror& mirror, const Layout& layout,
                                      const Snapshot& snap) {
@@ -140,7 +149,7 @@ absl::Status DeviceSearcher::Refresh(DeviceMirror& mirror, const Layout& layout,
     std::lock_guard<std::mutex> lock(mirror.mu);
     freed = mirror.bytes;  // released once the merged chunk replaces them.
   }
-  const int64_t used = used_bytes_.load();
+  const int64_t used = used_bytes_->load();
   const int64_t room = static_cast<int64_t>(options_.memory_budget) - used;
   size_t end = target;
   if (page_bytes > 0) {
@@ -218,7 +227,7 @@ absl::Status DeviceSearcher::Refresh(DeviceMirror& mirror, const Layout& layout,
     mirror.building = false;
     mirror.failed_target = end < target ? target : 0;
   }
-  used_bytes_.fetch_add(added - freed);
+  used_bytes_->fetch_add(added - freed);
   return absl::OkStatus();
 }
 

@@ -130,7 +130,8 @@ class DeviceSearcher {
   std::shared_ptr<DeviceBackend> backend_;
   DeviceSearchOptions options_;
   std::string name_;
-  std::atomic<int64_t> used_bytes_{0};
+  // Device bytes of every mirror (shared with the mirrors, which give theirs back when dropped).
+  std::shared_ptr<std::atomic<int64_t>> used_bytes_ = std::make_shared<std::atomic<int64_t>>(0);
   std::atomic<int64_t> searches_{0}, batches_{0}, fallbacks_{0}, boundary_fallbacks_{0},
       cpu_queries_{0};
 

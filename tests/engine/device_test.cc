@@ -283,6 +283,7 @@ class DevicePathTest : public ::testing::Test {
   std::mt19937_64 rng_{TestSeed(61)};
   std::unique_ptr<Database> cpu_, dev_;
   DatabaseOptions dev_options_;
+  static constexpr int64_t s_budget_ = 3 * 512 * (16 + 16 + 8 + 3 + 2) * 4;
 };
 
 TEST_F(DevicePathTest, FusedQueriesEqualTheCpuPathAcrossChunksTailDeletesAndReopen) {
@@ -396,13 +397,23 @@ TEST_F(DevicePathTest, DeviceErrorsAreAnsweredOnTheCpuAndCounted) {
 
 TEST_F(DevicePathTest, MirrorsStayWithinTheBudgetAndTheRestIsSearchedOnTheCpu) {
   // Room for about 3 chunks of 512 rows of the three fields.
-  Open(MakeReferenceDeviceBackend(), /*budget=*/3 * 512 * (16 + 16 + 8 + 3 + 2) * 4);
+  Open(MakeReferenceDeviceBackend(), /*budget=*/s_budget_);
   Fill(8, 300);
   const DeviceStats s = dev_->Stats().device_stats;
   EXPECT_GT(s.mirrored_rows, 0);
   EXPECT_GT(s.unmirrored_rows, 0);
   EXPECT_LE(s.mirror_bytes, s.memory_budget_bytes);
   for (int i = 0; i < 6; ++i) ExpectSame(Query(100 + i));
+  // Dropping the collection gives its share of the budget back.
+  ASSERT_OK_AND_ASSIGN(CollectionInfo before, dev_->Describe("c"));
+  ASSERT_OK(dev_->DropCollection("c"));
+  ASSERT_OK(cpu_->DropCollection("c"));
+  ASSERT_OK(cpu_->CreateCollection(before.schema));
+  ASSERT_OK(dev_->CreateCollection(before.schema));
+  Fill(4, 300);
+  ASSERT_OK_AND_ASSIGN(CollectionInfo after, dev_->Describe("c"));
+  EXPECT_GT(after.device_rows, 0);
+  EXPECT_LE(dev_->Stats().device_stats.mirror_bytes, s_budget_);
 }
 
 TEST_F(DevicePathTest, TiesBeyondTheDeviceMarginAreAnsweredOnTheCpu) {
