@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <system_error>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "schema/status_macros.h"
@@ -116,17 +117,34 @@ class EmbeddedClient final : public Client {
 absl::StatusOr<std::unique_ptr<Client>> OpenEmbeddedClient(const std::string& data_dir,
                                                           const engine::DatabaseOptions& options) {
   if (data_dir.empty()) return absl::InvalidArgumentError("data directory: empty path");
+  // The directories this call creates, deepest first: removed again (when still empty) if the
+  // open fails, e.g. `--device cuda` on a machine without a GPU, so that a failed start leaves
+  // nothing behind.
+  std::vector<std::filesystem::path> created;
   if (options.store.create_if_missing) {
-    // RocksDB creates only the last path component; `--data a/b/c` should just work.
     std::error_code ec;
+    for (std::filesystem::path p = std::filesystem::absolute(data_dir, ec).lexically_normal();
+         !ec && !p.empty() && !std::filesystem::exists(p, ec) && p != p.parent_path();
+         p = p.parent_path()) {
+      if (p.has_filename()) created.push_back(p);
+    }
+    ec.clear();
+    // RocksDB creates only the last path component; `--data a/b/c` should just work.
     std::filesystem::create_directories(data_dir, ec);
     if (ec) {
       return absl::InvalidArgumentError(
           absl::StrCat("data directory \"", data_dir, "\": cannot create: ", ec.message()));
     }
   }
-  ASSIGN_OR_RETURN(std::unique_ptr<engine::Database> db, engine::Database::Open(data_dir, options));
-  return std::unique_ptr<Client>(new EmbeddedClient(std::move(db)));
+  absl::StatusOr<std::unique_ptr<engine::Database>> db = engine::Database::Open(data_dir, options);
+  if (!db.ok()) {
+    for (const std::filesystem::path& p : created) {
+      std::error_code ec;
+      if (!std::filesystem::is_empty(p, ec) || ec || !std::filesystem::remove(p, ec)) break;
+    }
+    return db.status();
+  }
+  return std::unique_ptr<Client>(new EmbeddedClient(std::move(*db)));
 }
 
 }  // namespace rosetta

@@ -26,7 +26,9 @@ inline constexpr char kRosettaVersion[] = "0.1.0";
 // Opens (creating it, and any missing parent directories, when options.store.create_if_missing is
 // set, the default) the database in `data_dir`. Errors are those of engine::Database::Open (e.g.
 // FailedPrecondition when another process holds the directory), plus InvalidArgument for an
-// empty path and the filesystem error when the directory cannot be created.
+// empty path and the filesystem error when the directory cannot be created. When the open
+// fails, the directories this call created are removed again if they are still empty (a failed
+// open, e.g. options.device kCuda without a usable GPU, leaves nothing behind).
 absl::StatusOr<std::unique_ptr<Client>> OpenEmbeddedClient(const std::string& data_dir,
                                                           const engine::DatabaseOptions& options);
 

@@ -346,6 +346,28 @@ TEST(EmbeddedClientDeviceTest, CpuDeviceReportsCpuAndZeroCounters) {
   EXPECT_EQ(d.unmirrored_rows, 0);
 }
 
+// device cuda without a usable GPU: the open fails with the engine's FailedPrecondition, and the
+// directories the open created are gone again.
+TEST(EmbeddedClientDeviceTest, CudaWithoutAGpuFailsAndLeavesNothingBehind) {
+  if (kernels::CudaDeviceCount() > 0) {
+    GTEST_SKIP() << "a CUDA device is present: device cuda opens; this test needs a machine "
+                    "without one";
+  }
+  TempDir tmp;
+  engine::DatabaseOptions options;
+  options.device = engine::DeviceKind::kCuda;
+  const std::filesystem::path dir = tmp.path() / "a" / "b" / "db";
+  auto c = OpenEmbeddedClient(dir.string(), options);
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kFailedPrecondition) << c.status();
+  EXPECT_THAT(std::string(c.status().message()), ::testing::HasSubstr("cuda"));
+  EXPECT_FALSE(std::filesystem::exists(tmp.path() / "a"));
+  // An existing directory is left as it was.
+  std::filesystem::create_directories(dir);
+  EXPECT_FALSE(OpenEmbeddedClient(dir.string(), options).ok());
+  EXPECT_TRUE(std::filesystem::is_directory(dir));
+}
+
 // The default (auto) resolves to the CPU without a GPU, and to "cuda:<ordinal> <name>" with
 // one; Info, Describe and Stats agree.
 TEST(EmbeddedClientDeviceTest, AutoNamesTheResolvedDeviceEverywhere) {
