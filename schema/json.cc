@@ -1167,6 +1167,13 @@ Json CollectionInfoToJson(const CollectionInfo& info) {
   out["segments"] = info.segments;
   out["storage"] = info.storage;
   out["kernel_backend"] = info.kernel_backend;
+  // Only when the engine named the device (it always does; a bare CollectionInfo does not), so
+  // that the form of device-less values is unchanged.
+  if (!info.device.empty()) {
+    out["device"] = info.device;
+    out["device_rows"] = info.device_rows;
+    out["device_bytes"] = info.device_bytes;
+  }
   Json cal = Json::array();
   for (const CalibrationStats& c : info.calibration) {
     Json cj = Json::object();
@@ -1215,7 +1222,8 @@ absl::StatusOr<CollectionInfo> CollectionInfoFromJson(const Json& j) {
     const Doc doc{"collection info"};
     RETURN_IF_ERROR(doc.ExpectKeys(j, "",
                                    {"name", "schema", "records", "field_vectors", "segments",
-                                    "storage", "kernel_backend", "calibration", "segment_list"}));
+                                    "storage", "kernel_backend", "device", "device_rows",
+                                    "device_bytes", "calibration", "segment_list"}));
     CollectionInfo info;
     ASSIGN_OR_RETURN(const Json* schema, Require(doc, j, "", "schema"));
     ASSIGN_OR_RETURN(info.schema, SchemaFromJsonAt(doc, *schema, "schema"));
@@ -1227,7 +1235,9 @@ absl::StatusOr<CollectionInfo> CollectionInfoFromJson(const Json& j) {
       }
     }
     for (auto [key, member] : {std::pair<const char*, int64_t*>{"records", &info.records},
-                               {"segments", &info.segments}}) {
+                               {"segments", &info.segments},
+                               {"device_rows", &info.device_rows},
+                               {"device_bytes", &info.device_bytes}}) {
       if (const Json* v = Find(j, key)) {
         ASSIGN_OR_RETURN(*member, doc.Int(*v, key));
       }
@@ -1240,7 +1250,8 @@ absl::StatusOr<CollectionInfo> CollectionInfoFromJson(const Json& j) {
       }
     }
     for (auto [key, member] : {std::pair<const char*, std::string*>{"storage", &info.storage},
-                               {"kernel_backend", &info.kernel_backend}}) {
+                               {"kernel_backend", &info.kernel_backend},
+                               {"device", &info.device}}) {
       if (const Json* v = Find(j, key)) {
         ASSIGN_OR_RETURN(*member, doc.String(*v, key));
       }

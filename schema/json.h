@@ -83,8 +83,11 @@
 // CollectionInfo:
 //   {"name": "photos", "schema": {...}, "records": 1000, "field_vectors": {"image": 1000},
 //    "segments": 1, "storage": "rocksdb 7.8.3 (sync: always)", "kernel_backend": "avx2",
+//    "device": "cpu", "device_rows": 0, "device_bytes": 0,
 //    "calibration": [{"modality": "text", "field": "image", "samples": 1048576,
 //                     "at_vectors": 1000, "mean": 0.18, "stddev": 0.03, "top1_mean": 0.31}]}
+//   "device", "device_rows" and "device_bytes" (CollectionInfo::device...) are present when
+//   `device` is non-empty (the engine always names it), absent otherwise.
 //
 // WriteResult: {"written": 3, "created": 2} plus "not_found": N only when N != 0.
 //
