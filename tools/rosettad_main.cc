@@ -2,7 +2,9 @@
 //
 //   rosettad [--data DIR] [--listen HOST:PORT] [--token ROLE:TOKEN]... [--token-file FILE]
 //            [--sync always|none] [--threads N] [--max-connections N] [--max-frame-bytes N]
-//            [--frame-deadline-ms N] [--idle-timeout-ms N] [--help] [--version]
+//            [--frame-deadline-ms N] [--idle-timeout-ms N] [--device auto|cpu|cuda]
+//            [--cuda-device N] [--device-memory-budget BYTES] [--device-batch-wait-us N]
+//            [--device-max-batch N] [--help] [--version]
 //
 // Serves the database in DIR (created if missing) over the wire protocol (docs/PROTOCOL.md) on
 // HOST:PORT. The pieces: net::OpenEmbeddedClient (the engine on DIR), net::ServiceFactory (the
@@ -10,11 +12,13 @@
 // limits). This file only wires them together and handles signals.
 //
 // On start, prints one banner line to stdout:
-//   rosettad 0.1.0 listening on 127.0.0.1:7700 (data ./rosetta-data, kernels avx2,
+//   rosettad 0.1.0 listening on 127.0.0.1:7700 (data ./rosetta-data, kernels avx2, device cpu,
 //   3 collections, sync always, auth off)
+// ("device cuda:0 NVIDIA H100 80GB HBM3" when searches run on a GPU: the device the engine
+// resolved from --device at open).
 // SIGINT / SIGTERM: graceful stop (stop accepting, finish frames in flight, close connections),
-// then the database is closed; exit status 0. Startup errors: one line `rosettad: error: ...` on
-// stderr, exit status 1; usage errors: exit status 2.
+// then the database is closed; exit status 0. Startup errors (e.g. --device cuda without a usable
+// GPU): one line `rosettad: error: ...` on stderr, exit status 1; usage errors: exit status 2.
 #include <pthread.h>
 #include <signal.h>
 
@@ -69,6 +73,19 @@ Flags:
                           Default: 30000
   --idle-timeout-ms N     close connections on which no frame starts for this long.
                           Default: 300000
+  --device auto|cpu|cuda  where exhaustive searches run: auto = a CUDA GPU when this build has
+                          the CUDA kernels and a GPU is usable, else the CPU; cpu = the CPU
+                          only; cuda = a GPU, or fail at start. The banner names the device.
+                          Default: auto
+  --cuda-device N         CUDA device ordinal (auto, cuda). Default: 0
+  --device-memory-budget BYTES
+                          device bytes the collections' mirrors may hold in all; rows beyond
+                          it are searched on the CPU. Default: 0 = 80 % of the device's memory
+  --device-batch-wait-us N
+                          how long a query bound for the device waits for concurrent queries
+                          to share its device call, in microseconds (0 = no waiting).
+                          Default: 200
+  --device-max-batch N    the most queries one device call takes (1 to 1024). Default: 64
   --help                  this text
   --version               print the version
 
@@ -84,6 +101,9 @@ struct Flags {
   storage::SyncPolicy sync = storage::SyncPolicy::kAlways;
   size_t threads = 0;
   net::ServerOptions server;
+  // The search device members of engine::DatabaseOptions (device, cuda_device,
+  // device_memory_budget, device_batch_wait, device_max_batch); the rest is set in Run.
+  engine::DatabaseOptions db;
 };
 
 absl::string_view Sv(std::string_view s) { return absl::string_view(s.data(), s.size()); }
@@ -130,7 +150,8 @@ absl::Status ParseFlags(int argc, char** argv, Flags* flags, bool* help, bool* v
         "--data",           "--listen",          "--token",
         "--token-file",     "--sync",            "--threads",
         "--max-connections", "--max-frame-bytes", "--frame-deadline-ms",
-        "--idle-timeout-ms"};
+        "--idle-timeout-ms", "--device",          "--cuda-device",
+        "--device-memory-budget", "--device-batch-wait-us", "--device-max-batch"};
     bool known = false;
     for (std::string_view f : kValueFlags) known = known || f == name;
     if (!known) {
@@ -177,6 +198,23 @@ absl::Status ParseFlags(int argc, char** argv, Flags* flags, bool* help, bool* v
     } else if (name == "--idle-timeout-ms") {
       if (auto s = ParseNumber(name, value, 1, 86'400'000, &n); !s.ok()) return s;
       flags->server.idle_timeout = std::chrono::milliseconds(n);
+    } else if (name == "--device") {
+      absl::StatusOr<engine::DeviceKind> kind = engine::ParseDeviceKind(std::string(value));
+      if (!kind.ok()) return Usage(absl::StrCat("--device: ", kind.status().message()));
+      flags->db.device = *kind;
+    } else if (name == "--cuda-device") {
+      if (auto s = ParseNumber(name, value, 0, 1023, &n); !s.ok()) return s;
+      flags->db.cuda_device = static_cast<int>(n);
+    } else if (name == "--device-memory-budget") {
+      // Bytes, without suffixes (no other flag takes any); 0 keeps the engine's default.
+      if (auto s = ParseNumber(name, value, 0, uint64_t{1} << 50, &n); !s.ok()) return s;
+      flags->db.device_memory_budget = n;
+    } else if (name == "--device-batch-wait-us") {
+      if (auto s = ParseNumber(name, value, 0, 1'000'000, &n); !s.ok()) return s;
+      flags->db.device_batch_wait = std::chrono::microseconds(n);
+    } else if (name == "--device-max-batch") {
+      if (auto s = ParseNumber(name, value, 1, 1024, &n); !s.ok()) return s;
+      flags->db.device_max_batch = n;
     }
   }
   return absl::OkStatus();
@@ -264,7 +302,7 @@ int Run(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  engine::DatabaseOptions db_options;
+  engine::DatabaseOptions db_options = flags.db;
   db_options.store.sync = flags.sync;
   db_options.search_threads = flags.threads;
   absl::StatusOr<std::unique_ptr<Client>> client =
@@ -301,7 +339,9 @@ int Run(int argc, char** argv) {
 
   std::cout << "rosettad " << kRosettaVersion << " listening on "
             << (*server)->endpoint().ToString() << " (data " << flags.data_dir << ", kernels "
-            << info->kernel_backend << ", " << collections->size()
+            << info->kernel_backend << ", device "
+            << (info->device.empty() ? std::string("unknown") : info->device) << ", "
+            << collections->size()
             << (collections->size() == 1 ? " collection" : " collections") << ", sync "
             << (flags.sync == storage::SyncPolicy::kAlways ? "always" : "none") << ", auth "
             << (auth_open ? std::string("off") : absl::StrCat(token_count, " token(s)"))

@@ -209,9 +209,12 @@ void ReplaceAll(std::string& s, const std::string& from, const std::string& to) 
   }
 }
 
-// Values that differ from run to run (timings) or machine to machine (the SIMD backend).
+// Values that differ from run to run (timings) or machine to machine (the SIMD backend, the
+// search device and what it mirrors).
 const std::set<std::string>& MaskedKeys() {
-  static const std::set<std::string> k = {"took_us", "qps", "p50", "p99", "kernel_backend"};
+  static const std::set<std::string> k = {"took_us",        "qps",    "p50",
+                                          "p99",            "kernel_backend", "device",
+                                          "device_rows",    "device_bytes"};
   return k;
 }
 
@@ -233,6 +236,7 @@ std::string MaskText(std::string s) {
   static const std::vector<std::pair<std::regex, std::string>> rules = {
       {std::regex("took [0-9]+ us"), "took <masked> us"},
       {std::regex("kernel backend: [^\n]*"), "kernel backend: <masked>"},
+      {std::regex("\ndevice: [^\n]*"), "\ndevice: <masked>"},
       {std::regex("qps: [^\n]*"), "qps: <masked>"},
       {std::regex("latency (p50|p99): [^\n]*"), "latency $1: <masked>"},
   };

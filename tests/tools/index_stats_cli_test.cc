@@ -10,6 +10,7 @@
 
 #include "engine/database.h"
 #include "gtest/gtest.h"
+#include "kernels/device.h"
 #include "net/auth.h"
 #include "net/embedded_client.h"
 #include "net/server.h"
@@ -129,7 +130,8 @@ TEST(StatsCommandTest, EmbeddedShowsTheEnginesCountersOnly) {
   EXPECT_EQ(keys, (std::vector<std::string>{
                       "uptime_s", "collections", "records", "operations", "commit_batches",
                       "commit_groups", "requests", "connections_open", "connections_accepted",
-                      "connections_refused", "bytes_received", "bytes_sent"}));
+                      "connections_refused", "bytes_received", "bytes_sent", "device",
+                      "device_stats"}));
   EXPECT_EQ(j["collections"], 1);
   EXPECT_EQ(j["records"], 2);
   EXPECT_EQ(Names(j["operations"]), (std::vector<std::string>{"search", "search_batch", "upsert",
@@ -139,6 +141,12 @@ TEST(StatsCommandTest, EmbeddedShowsTheEnginesCountersOnly) {
   EXPECT_EQ(j["connections_accepted"], 0);
   EXPECT_EQ(j["bytes_sent"], 0);
   EXPECT_GE(j["uptime_s"].get<double>(), 0.0);
+  std::vector<std::string> device_keys;
+  for (const auto& item : j["device_stats"].items()) device_keys.push_back(item.key());
+  EXPECT_EQ(device_keys, (std::vector<std::string>{"searches", "batches", "fallbacks",
+                                                   "boundary_fallbacks", "cpu_queries",
+                                                   "mirrored_rows", "mirror_bytes",
+                                                   "memory_budget_bytes", "unmirrored_rows"}));
 
   CliRun text = RunOn(data, {"stats"}, "", /*json=*/false);
   ASSERT_EQ(text.exit_code, 0) << Describe(text);
@@ -224,6 +232,101 @@ TEST(StatsCommandTest, ThroughAServerShowsRequestsConnectionsAndBytes) {
   EXPECT_THAT(text.out, HasSubstr(" open, 7 accepted, 0 refused\n"));
   EXPECT_THAT(text.out, HasSubstr("batches per fsync"));
   EXPECT_THAT(text.out, HasSubstr("\nbytes: "));
+}
+
+// --device cpu in embedded mode: stats and describe name the CPU, every device counter is 0
+// (after searches too), in JSON and text.
+TEST(DeviceFlagTest, EmbeddedCpuDeviceInStatsAndDescribe) {
+  TempDir tmp;
+  const std::string data = (tmp.path() / "data").string();
+  auto run = [&](std::vector<std::string> args, const std::string& in = "", bool json = true) {
+    std::vector<std::string> full = {"--data", data, "--device", "cpu"};
+    if (json) full.push_back("--json");
+    full.insert(full.end(), args.begin(), args.end());
+    return RunRosetta(full, in);
+  };
+  ASSERT_EQ(run({"create-collection", "--schema", "-"}, kSchema).exit_code, 0);
+  ASSERT_EQ(run({"upsert", "docs", "--file", "-"}, kRecords).exit_code, 0);
+  CliRun r = run({"stats"});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  const J j = ParseOut(r);
+  EXPECT_EQ(j["device"], "cpu");
+  for (const auto& item : j["device_stats"].items()) {
+    EXPECT_EQ(item.value(), 0) << item.key();
+  }
+  CliRun text = run({"stats"}, "", /*json=*/false);
+  ASSERT_EQ(text.exit_code, 0) << Describe(text);
+  EXPECT_THAT(text.out, HasSubstr("\ndevice: cpu\n"));
+  EXPECT_THAT(text.out, HasSubstr(
+                            "device searches: 0 in 0 batches, fallbacks 0 (+0 at the boundary), "
+                            "cpu queries 0\n"));
+  EXPECT_THAT(text.out, HasSubstr("device mirror: 0 rows, 0 bytes (budget 0 bytes), "
+                                  "unmirrored rows 0\n"));
+
+  CliRun d = run({"describe", "docs"});
+  ASSERT_EQ(d.exit_code, 0) << Describe(d);
+  const J dj = ParseOut(d);
+  EXPECT_EQ(dj["device"], "cpu");
+  EXPECT_EQ(dj["device_rows"], 0);
+  EXPECT_EQ(dj["device_bytes"], 0);
+  CliRun dt = run({"describe", "docs"}, "", /*json=*/false);
+  ASSERT_EQ(dt.exit_code, 0) << Describe(dt);
+  EXPECT_THAT(dt.out, HasSubstr("\ndevice: cpu\n"));
+}
+
+// Through a server the device is the server's: stats and describe carry it over the protocol.
+TEST(DeviceFlagTest, ThroughAServerStatsAndDescribeNameTheServersDevice) {
+  TempDir tmp;
+  StatsServer server((tmp.path() / "server").string());
+  ASSERT_TRUE(server.status().ok()) << server.status();
+  auto run = [&](std::vector<std::string> args, const std::string& in = "") {
+    std::vector<std::string> full = {"--server", server.address(), "--json"};
+    full.insert(full.end(), args.begin(), args.end());
+    return RunRosetta(full, in);
+  };
+  ASSERT_EQ(run({"create-collection", "--schema", "-"}, kSchema).exit_code, 0);
+  // The server's database was opened with the default device (auto): the same name in both.
+  CliRun s = run({"stats"});
+  ASSERT_EQ(s.exit_code, 0) << Describe(s);
+  const std::string device = ParseOut(s)["device"];
+  EXPECT_TRUE(device == "cpu" || device.rfind("cuda:", 0) == 0) << device;
+  CliRun d = run({"describe", "docs"});
+  ASSERT_EQ(d.exit_code, 0) << Describe(d);
+  EXPECT_EQ(ParseOut(d)["device"], device);
+}
+
+TEST(DeviceFlagTest, BadValuesAreUsageErrors) {
+  TempDir tmp;
+  const std::string data = (tmp.path() / "data").string();
+  CliRun r = RunRosetta({"--data", data, "--device", "gpu", "list-collections"});
+  EXPECT_EQ(r.exit_code, 2) << Describe(r);
+  EXPECT_EQ(r.out, "");
+  EXPECT_THAT(r.err, HasSubstr("--device: "));
+  EXPECT_THAT(r.err, HasSubstr("gpu"));
+  for (const char* accepted : {"auto", "cpu", "cuda"}) EXPECT_THAT(r.err, HasSubstr(accepted));
+  // Embedded only: a server picks its own device.
+  r = RunRosetta({"--server", "127.0.0.1:1", "--device", "cpu", "list-collections"});
+  EXPECT_EQ(r.exit_code, 2) << Describe(r);
+  EXPECT_THAT(r.err, HasSubstr("--device applies to embedded mode"));
+  // A global flag after the command says where it goes.
+  r = RunRosetta({"--data", data, "list-collections", "--device", "cpu"});
+  EXPECT_EQ(r.exit_code, 2) << Describe(r);
+  EXPECT_THAT(r.err, HasSubstr("--device is a global flag"));
+}
+
+// --device cuda without a usable GPU: the command fails (exit 1) with the engine's reason.
+TEST(DeviceFlagTest, EmbeddedCudaWithoutAGpuFailsClearly) {
+  if (kernels::CudaDeviceCount() > 0) {
+    GTEST_SKIP() << "a CUDA device is present: --device cuda opens; this test needs a machine "
+                    "without one";
+  }
+  TempDir tmp;
+  CliRun r = RunRosetta(
+      {"--data", (tmp.path() / "data").string(), "--device", "cuda", "list-collections"});
+  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  EXPECT_EQ(r.out, "");
+  EXPECT_THAT(r.err, HasSubstr("error: FAILED_PRECONDITION: "));
+  EXPECT_THAT(r.err, HasSubstr("cuda"));
 }
 
 TEST(BuildIndexCommandTest, ProgressBar) {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "kernels/device.h"
 #include "net/remote_client.h"
 #include "tests/testing/testing.h"
 #include "tools/process/rosettad_process.h"
@@ -62,6 +63,7 @@ void StopsGracefullyOn(int sig, const char* sig_name) {
                          Rosettad::Start(RosettadBinary(), data, log, {"--sync", "always"}));
     EXPECT_THAT(d->banner(), HasSubstr("rosettad 0.1.0 listening on 127.0.0.1:"));
     EXPECT_THAT(d->banner(), HasSubstr("(data " + data + ", kernels "));
+    EXPECT_THAT(d->banner(), HasSubstr(", device "));
     EXPECT_THAT(d->banner(), HasSubstr("0 collections, sync always, auth off)"));
     ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> c,
                          net::ConnectRemoteClient("127.0.0.1", d->port(), ""));
@@ -144,6 +146,104 @@ TEST(RosettadProcessTest, UsageErrorsExitWithStatus2NamingTheFlag) {
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 2) << DescribeWaitStatus(status);
     EXPECT_THAT(err, HasSubstr(want));
   }
+}
+
+// --device and the device tuning flags: bad values are usage errors naming the flag (and, for
+// --device, the accepted values).
+TEST(RosettadProcessTest, BadDeviceFlagsExitWithStatus2NamingTheFlag) {
+  REQUIRE_ROSETTAD();
+  rosetta::testing::TempDir dir;
+  const std::vector<std::pair<std::vector<std::string>, std::vector<std::string>>> cases = {
+      {{"--device", "bogus"}, {"--device: ", "bogus", "auto", "cpu", "cuda"}},
+      {{"--device", "CPU"}, {"--device: ", "CPU", "auto", "cpu", "cuda"}},
+      {{"--device"}, {"--device: missing value"}},
+      {{"--cuda-device", "-1"}, {"--cuda-device: expected a whole number from 0 to 1023"}},
+      {{"--device-memory-budget", "1G"}, {"--device-memory-budget: expected a whole number"}},
+      {{"--device-batch-wait-us", "x"}, {"--device-batch-wait-us: expected a whole number"}},
+      {{"--device-max-batch", "0"}, {"--device-max-batch: expected a whole number from 1 to 1024"}},
+      {{"--device-max-batch", "1025"}, {"--device-max-batch: expected a whole number from 1"}},
+  };
+  for (const auto& [args, wants] : cases) {
+    SCOPED_TRACE(args[0] + (args.size() > 1 ? " " + args[1] : ""));
+    std::vector<std::string> full = {"--data", dir.str() + "/d"};
+    full.insert(full.end(), args.begin(), args.end());
+    auto [status, err] = RunToExit(full, dir.str() + "/log-" + args[0].substr(2));
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 2) << DescribeWaitStatus(status);
+    for (const std::string& want : wants) EXPECT_THAT(err, HasSubstr(want));
+  }
+  // Nothing was created: usage errors come before the data directory is touched.
+  EXPECT_FALSE(std::filesystem::exists(dir.str() + "/d"));
+}
+
+// --device cpu: the banner says so, and describe / stats through the server name the CPU with
+// zero device counters (the tuning flags are accepted and do not matter on the CPU).
+TEST(RosettadProcessTest, DeviceCpuIsInTheBannerAndTheReplies) {
+  REQUIRE_ROSETTAD();
+  rosetta::testing::TempDir dir;
+  ASSERT_OK_AND_ASSIGN(
+      std::unique_ptr<Rosettad> d,
+      Rosettad::Start(RosettadBinary(), dir.str() + "/data", dir.str() + "/stderr.log",
+                      {"--device", "cpu", "--cuda-device", "0", "--device-memory-budget",
+                       "1048576", "--device-batch-wait-us", "0", "--device-max-batch", "8"}));
+  EXPECT_THAT(d->banner(), HasSubstr(", kernels "));
+  EXPECT_THAT(d->banner(), HasSubstr(", device cpu, 0 collections, "));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> c,
+                       net::ConnectRemoteClient("127.0.0.1", d->port(), ""));
+  ASSERT_OK_AND_ASSIGN(ServerInfo info, c->Info());
+  EXPECT_EQ(info.device, "cpu");
+  ASSERT_OK(c->CreateCollection(TinySchema()));
+  Record r;
+  r.id = "a";
+  r.vectors["image"] = {1, 2, 3, 4};
+  ASSERT_OK(c->Upsert("photos", {r}).status());
+  SearchRequest q;
+  q.exact = true;
+  QueryInput in;
+  in.vector = {1, 0, 0, 0};
+  in.space = "clip";
+  q.inputs.push_back(in);
+  ASSERT_OK(c->Search("photos", {q}).status());
+  ASSERT_OK_AND_ASSIGN(CollectionInfo described, c->Describe("photos"));
+  EXPECT_EQ(described.device, "cpu");
+  EXPECT_EQ(described.device_rows, 0);
+  EXPECT_EQ(described.device_bytes, 0);
+  ASSERT_OK_AND_ASSIGN(DatabaseStats stats, c->Stats());
+  EXPECT_EQ(stats.device, "cpu");
+  EXPECT_EQ(stats.device_stats.searches, 0);
+  EXPECT_EQ(stats.device_stats.batches, 0);
+  EXPECT_EQ(stats.device_stats.fallbacks, 0);
+  EXPECT_EQ(stats.device_stats.boundary_fallbacks, 0);
+  EXPECT_EQ(stats.device_stats.cpu_queries, 0);
+  EXPECT_EQ(stats.device_stats.mirrored_rows, 0);
+  EXPECT_EQ(stats.device_stats.mirror_bytes, 0);
+  EXPECT_EQ(stats.device_stats.memory_budget_bytes, 0);
+  EXPECT_EQ(stats.device_stats.unmirrored_rows, 0);
+}
+
+// --device cuda where no GPU is usable: the open fails, rosettad exits with status 1 and the
+// engine's reason, and never prints a banner.
+TEST(RosettadProcessTest, DeviceCudaWithoutAGpuFailsClearly) {
+  REQUIRE_ROSETTAD();
+  if (kernels::CudaDeviceCount() > 0) {
+    GTEST_SKIP() << "a CUDA device is present (" << kernels::CudaDeviceCount()
+                 << "): --device cuda opens; this test needs a machine without one";
+  }
+  rosetta::testing::TempDir dir;
+  std::vector<std::string> argv = {RosettadBinary(), "--data", dir.str() + "/d", "--listen",
+                                   "127.0.0.1:0", "--device", "cuda"};
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<ChildProcess> child,
+                       ChildProcess::Start(argv, dir.str() + "/log"));
+  // The first stdout line would be the banner: stdout closes (the process exits) instead.
+  absl::StatusOr<std::string> line = child->ReadLine(std::chrono::seconds(30));
+  EXPECT_FALSE(line.ok()) << "banner printed: " << *line;
+  const std::optional<int> status = child->WaitFor(std::chrono::seconds(30));
+  ASSERT_TRUE(status.has_value()) << "rosettad --device cuda did not exit";
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 1) << DescribeWaitStatus(*status);
+  const std::string err = child->StderrLog();
+  EXPECT_THAT(err, HasSubstr("rosettad: error: FAILED_PRECONDITION: "));
+  EXPECT_THAT(err, HasSubstr("cuda"));
+  // The data directory it would have created is not left behind.
+  EXPECT_FALSE(std::filesystem::exists(dir.str() + "/d"));
 }
 
 TEST(RosettadProcessTest, ASecondServerOnTheSameDataDirectoryFailsClearly) {

@@ -110,7 +110,8 @@ absl::StatusOr<ParsedArgs> ParseCommandArgs(const CommandSpec& spec,
     }
     const FlagSpec* flag = FindFlag(spec, name);
     if (flag == nullptr) {
-      for (const char* global : {"data", "server", "token", "json", "sync", "version"}) {
+      for (const char* global :
+           {"data", "server", "token", "json", "sync", "device", "version"}) {
         if (name == global) {
           return UsageError(absl::StrCat("--", name, " is a global flag: put it before the ",
                                          "command (rosetta --", name, " ... ", spec.name, " ...)"));
@@ -163,7 +164,7 @@ std::string CommandHelp(const CommandSpec& spec) {
     s += "  " + usage + std::string(width - usage.size() + 2, ' ') + help + "\n";
   }
   s += "\nglobal flags (before the command): --data DIR, --server HOST:PORT, --token T, --json,\n"
-       "  --sync always|none; see 'rosetta --help'.\n";
+       "  --sync always|none, --device auto|cpu|cuda; see 'rosetta --help'.\n";
   s += "\nexample:\n" + spec.example;
   if (s.back() != '\n') s += "\n";
   return s;
@@ -184,6 +185,10 @@ std::string GlobalHelp() {
       "  --sync always|none  embedded write durability: fsync the WAL before acknowledging each\n"
       "                      batch (always, the default), or not (none: survives a process\n"
       "                      crash, not a power loss).\n"
+      "  --device auto|cpu|cuda\n"
+      "                      embedded search device: auto (the default) = a CUDA GPU when this\n"
+      "                      build has the CUDA kernels and a GPU is usable, else the CPU; cpu;\n"
+      "                      cuda = a GPU or fail. 'rosetta stats' names the device in use.\n"
       "  --help              show this help and exit.\n"
       "  --version           print the version and exit.\n"
       "\n"

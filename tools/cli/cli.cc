@@ -70,7 +70,8 @@ absl::StatusOr<GlobalAction> ParseGlobals(const std::vector<std::string>& args, 
       g->json = true;
       continue;
     }
-    if (name != "--data" && name != "--server" && name != "--token" && name != "--sync") {
+    if (name != "--data" && name != "--server" && name != "--token" && name != "--sync" &&
+        name != "--device") {
       return UsageError(absl::StrCat("unknown global flag \"", name,
                                      "\" (global flags go before the command; run "
                                      "'rosetta --help')"));
@@ -89,6 +90,11 @@ absl::StatusOr<GlobalAction> ParseGlobals(const std::vector<std::string>& args, 
       RETURN_IF_ERROR(ParseServerAddress(value, g));
     } else if (name == "--token") {
       g->token = value;
+    } else if (name == "--device") {
+      absl::StatusOr<engine::DeviceKind> kind = engine::ParseDeviceKind(value);
+      if (!kind.ok()) return UsageError(absl::StrCat("--device: ", kind.status().message()));
+      g->device = *kind;
+      g->device_given = true;
     } else {  // --sync
       if (value == "always") {
         g->sync = storage::SyncPolicy::kAlways;
@@ -107,6 +113,10 @@ absl::StatusOr<GlobalAction> ParseGlobals(const std::vector<std::string>& args, 
   if (seen["--token"] && g->server.empty()) return UsageError("--token requires --server");
   if (g->sync_given && !g->server.empty()) {
     return UsageError("--sync applies to embedded mode (--data); the server sets its own policy");
+  }
+  if (g->device_given && !g->server.empty()) {
+    return UsageError(
+        "--device applies to embedded mode (--data); the server picks its own (rosettad --device)");
   }
   return GlobalAction::kRun;
 }

@@ -9,6 +9,8 @@
 //   --token T           authentication token for --server.
 //   --json              print exactly one JSON document on stdout per command.
 //   --sync always|none  embedded write sync policy (storage::SyncPolicy). Default: always.
+//   --device auto|cpu|cuda  embedded search device (engine::DatabaseOptions::device).
+//                       Default: auto.
 //   --help, --version
 //
 // Exit status: 0 on success; 1 when the command failed; 2 for a usage error (unknown command or

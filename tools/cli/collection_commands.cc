@@ -51,6 +51,14 @@ void PrintInfo(const CollectionInfo& info, std::ostream& os) {
   os << "segments: " << info.segments << "\n";
   os << "storage: " << info.storage << "\n";
   os << "kernel backend: " << info.kernel_backend << "\n";
+  if (!info.device.empty()) {
+    os << "device: " << info.device;
+    // The mirror only on an accelerator: on the CPU there is none.
+    if (info.device != "cpu") {
+      os << ", mirrored rows " << info.device_rows << ", " << info.device_bytes << " bytes";
+    }
+    os << "\n";
+  }
   for (const auto& [name, space] : s.spaces) {
     os << "space " << name << ": dim " << space.dim << ", metric " << MetricName(space.metric)
        << ", encoder " << (space.encoder.empty() ? "(none)" : space.encoder) << "\n";
@@ -167,7 +175,8 @@ CommandSpec DescribeCommand() {
   c.description =
       "Prints the schema (spaces, fields, attributes), the number of live records and of\n"
       "vectors per field, the segments, the storage engine and sync policy, the CPU kernel\n"
-      "backend, and the calibration statistics per (query modality, field): mean (background\n"
+      "backend, the search device (\"cpu\", or e.g. \"cuda:0 NVIDIA H100 80GB HBM3\" with the\n"
+      "rows and bytes of the collection mirrored to it), and the calibration statistics per (query modality, field): mean (background\n"
       "score), stddev, top1_mean (typical best match), samples, and the field's vector count\n"
       "when they were computed.\n"
       "For collections with ivf_pq indexes, the segments: per sealed segment its id, state\n"
@@ -175,7 +184,8 @@ CommandSpec DescribeCommand() {
       "flat where the field has too few vectors in the segment), its state (building, ready,\n"
       "failed: reason) and, once built, vectors, nlist, m, nbits and index bytes per vector;\n"
       "then the rows of the growing segment (not yet sealed).\n"
-      "--json prints the same as one JSON object (segments under \"segment_list\").\n";
+      "--json prints the same as one JSON object (segments under \"segment_list\"; the device\n"
+      "as \"device\", \"device_rows\", \"device_bytes\").\n";
   c.example = "  rosetta --data ./db describe photos\n";
   c.run = RunDescribe;
   return c;

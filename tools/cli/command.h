@@ -15,6 +15,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "engine/database.h"
 #include "net/client.h"
 #include "schema/json.h"
 #include "storage/store.h"
@@ -46,6 +47,9 @@ struct GlobalOptions {
   bool json = false;
   storage::SyncPolicy sync = storage::SyncPolicy::kAlways;
   bool sync_given = false;
+  // Embedded mode's search device (engine::DatabaseOptions::device); a server picks its own.
+  engine::DeviceKind device = engine::DeviceKind::kAuto;
+  bool device_given = false;
 };
 
 // The one place where the CLI picks its Client implementation: the embedded engine for --data,

@@ -22,6 +22,7 @@ absl::StatusOr<std::unique_ptr<Client>> OpenClient(const GlobalOptions& options)
   engine::DatabaseOptions db_options;
   db_options.store.create_if_missing = true;
   db_options.store.sync = options.sync;
+  db_options.device = options.device;
   return OpenEmbeddedClient(options.data_dir, db_options);
 }
 

@@ -124,6 +124,19 @@ Json StatsToJson(const DatabaseStats& s) {
   j["connections_refused"] = s.connections_refused;
   j["bytes_received"] = s.bytes_received;
   j["bytes_sent"] = s.bytes_sent;
+  j["device"] = s.device;
+  const DeviceStats& d = s.device_stats;
+  Json dj = Json::object();
+  dj["searches"] = d.searches;
+  dj["batches"] = d.batches;
+  dj["fallbacks"] = d.fallbacks;
+  dj["boundary_fallbacks"] = d.boundary_fallbacks;
+  dj["cpu_queries"] = d.cpu_queries;
+  dj["mirrored_rows"] = d.mirrored_rows;
+  dj["mirror_bytes"] = d.mirror_bytes;
+  dj["memory_budget_bytes"] = d.memory_budget_bytes;
+  dj["unmirrored_rows"] = d.unmirrored_rows;
+  j["device_stats"] = std::move(dj);
   return j;
 }
 
@@ -160,6 +173,19 @@ absl::Status RunStats(CliContext& ctx, const ParsedArgs&) {
        << " batches per fsync";
   }
   os << "\n";
+  // The device's counters are printed on the CPU too (all 0 there), so that the output's shape
+  // does not depend on the machine.
+  const DeviceStats& d = stats.device_stats;
+  os << "device: " << (stats.device.empty() ? "unknown" : stats.device) << "\n";
+  os << "device searches: " << d.searches << " in " << d.batches << " batches";
+  if (d.batches > 0) {
+    os << " (" << FormatNumber(static_cast<double>(d.searches) / static_cast<double>(d.batches))
+       << " per batch)";
+  }
+  os << ", fallbacks " << d.fallbacks << " (+" << d.boundary_fallbacks
+     << " at the boundary), cpu queries " << d.cpu_queries << "\n";
+  os << "device mirror: " << d.mirrored_rows << " rows, " << d.mirror_bytes << " bytes (budget "
+     << d.memory_budget_bytes << " bytes), unmirrored rows " << d.unmirrored_rows << "\n";
   if (info.mode == "server") {
     PrintLatencies("request", stats.requests, os);
     os << "connections: " << stats.connections_open << " open, " << stats.connections_accepted
@@ -224,8 +250,16 @@ CommandSpec StatsCommand() {
       "--json prints {\"uptime_s\", \"collections\", \"records\", \"operations\": [{\"operation\",\n"
       "\"count\", \"errors\", \"mean_us\", \"p50_us\", \"p90_us\", \"p99_us\", \"max_us\"}],\n"
       "\"commit_batches\", \"commit_groups\", \"requests\": [...], \"connections_open\",\n"
-      "\"connections_accepted\", \"connections_refused\", \"bytes_received\", \"bytes_sent\"}\n"
-      "(server-only members are [] and 0 in embedded mode).\n";
+      "\"connections_accepted\", \"connections_refused\", \"bytes_received\", \"bytes_sent\",\n"
+      "\"device\", \"device_stats\": {\"searches\", \"batches\", \"fallbacks\",\n"
+      "\"boundary_fallbacks\", \"cpu_queries\", \"mirrored_rows\", \"mirror_bytes\",\n"
+      "\"memory_budget_bytes\", \"unmirrored_rows\"}} (server-only members are [] and 0 in\n"
+      "embedded mode).\n"
+      "The search device (\"cpu\", or e.g. \"cuda:0 NVIDIA H100 80GB HBM3\") and its counters:\n"
+      "queries the device answered, in how many device calls, eligible queries answered on the\n"
+      "CPU after a device error or because of near-ties at the k-th score (boundary), exhaustive\n"
+      "queries the device path does not take, and the rows mirrored to the device (all 0 on\n"
+      "the CPU).\n";
   c.example = "  rosetta --server 127.0.0.1:7700 stats\n";
   c.run = RunStats;
   return c;
