@@ -5,10 +5,15 @@
 //
 // Serve mode: reads one command per line on stdin and answers one JSON line on stdout (errors:
 // {"error": "..."}). Paths must not contain spaces. Commands:
-//   open_embedded DIR SEARCH_THREADS SYNC     opens DIR (created) with SYNC none|always (the
-//                                             store's policies: WAL without / with fsync)
+//   open_embedded DIR SEARCH_THREADS SYNC [DEVICE]
+//                                             opens DIR (created) with SYNC none|always (the
+//                                             store's policies: WAL without / with fsync) and
+//                                             DEVICE auto|cpu|cuda (default auto: the GPU when
+//                                             there is one). Reply: mode, dir, device (the one
+//                                             in use: "cpu" or "cuda:0 <name>").
 //   connect HOST PORT [TOKEN]                 a server; every client thread opens its own
-//                                             connection (opened lazily, kept)
+//                                             connection (opened lazily, kept). Reply: mode,
+//                                             endpoint, device (the server's; "" if unknown).
 //   create SCHEMA_JSON                        creates a collection from a schema file
 //   drop NAME
 //   import NAME FIELD MATRIX ID_PREFIX [ROWS_NPY]
@@ -124,8 +129,8 @@ class Driver {
       return absl::OkStatus();
     };
     if (cmd == "open_embedded") {
-      RETURN_IF_ERROR(need(3, 3));
-      return OpenEmbedded(a[0], std::stoul(a[1]), a[2]);
+      RETURN_IF_ERROR(need(3, 4));
+      return OpenEmbedded(a[0], std::stoul(a[1]), a[2], a.size() > 3 ? a[3] : "auto");
     }
     if (cmd == "connect") {
       RETURN_IF_ERROR(need(2, 3));
@@ -176,8 +181,10 @@ class Driver {
     return absl::InvalidArgumentError("unknown command \"" + cmd + "\"");
   }
 
-  absl::StatusOr<Json> OpenEmbedded(const std::string& dir, size_t threads, const std::string& sync) {
+  absl::StatusOr<Json> OpenEmbedded(const std::string& dir, size_t threads, const std::string& sync,
+                                    const std::string& device) {
     engine::DatabaseOptions o;
+    ASSIGN_OR_RETURN(o.device, engine::ParseDeviceKind(device));
     o.search_threads = threads;
     if (sync == "none") {
       o.store.sync = storage::SyncPolicy::kNone;
@@ -188,7 +195,8 @@ class Driver {
     }
     ASSIGN_OR_RETURN(client_, OpenEmbeddedClient(dir, o));
     shared_ = true;
-    return Json{{"mode", "embedded"}, {"dir", dir}};
+    ASSIGN_OR_RETURN(ServerInfo info, client_->Info());
+    return Json{{"mode", "embedded"}, {"dir", dir}, {"device", info.device}};
   }
 
   absl::StatusOr<Json> Connect(const std::string& host, uint16_t port, const std::string& token) {
@@ -197,7 +205,10 @@ class Driver {
     token_ = token;
     ASSIGN_OR_RETURN(client_, net::ConnectRemoteClient(host, port, token));
     shared_ = false;
-    return Json{{"mode", "server"}, {"endpoint", host + ":" + std::to_string(port)}};
+    ASSIGN_OR_RETURN(ServerInfo info, client_->Info());
+    return Json{{"mode", "server"},
+                {"endpoint", host + ":" + std::to_string(port)},
+                {"device", info.device}};
   }
 
   // The client of client thread t: the embedded client is shared (thread-safe); a server gets
