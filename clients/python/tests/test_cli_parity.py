@@ -63,6 +63,8 @@ def test_upsert_file_describe_and_search_parity(db, server, cli, collection, tmp
     assert desc["schema"] == info.schema.to_dict()
     assert desc["records"] == info.records == 40
     assert desc["field_vectors"] == info.field_vectors
+    assert desc["device"] == info.device != ""
+    assert (desc["device_rows"], desc["device_bytes"]) == (info.device_rows, info.device_bytes)
 
     q = unit_rows(rng, 1, 8)[0]
     query = {"k": 6, "inputs": [{"vector": q.tolist(), "space": "clip", "modality": "text",

@@ -407,6 +407,31 @@ def test_stats(db: rosetta.Client, collection: str, rng) -> None:
     assert all(math.isfinite(o.p99_us) for o in s.operations)
 
 
+def test_device_is_reported_consistently(db: rosetta.Client, collection: str) -> None:
+    """The session server runs with the default --device auto: whatever it resolved to, the
+    HelloReply, describe and stats name the same device."""
+    device = db.stats().device
+    assert device == "cpu" or device.startswith("cuda:"), device
+    assert db.server_info.device == device
+    assert db.describe(collection).device == device
+
+
+def test_cpu_device_reports_cpu_and_zero_counters(make_server, rng) -> None:
+    s = make_server(args=["--device", "cpu"])
+    with s.client() as c:
+        assert c.server_info.device == "cpu"
+        c.create_collection(photos_schema("devcpu"))
+        c.import_vectors("devcpu", "image", unit_rows(rng, 16, 8))
+        for _ in range(2):
+            c.search("devcpu", unit_rows(rng, 1, 8)[0], space="clip", exact=True)
+        info = c.describe("devcpu")
+        assert (info.device, info.device_rows, info.device_bytes) == ("cpu", 0, 0)
+        st = c.stats()
+        assert st.device == "cpu"
+        assert st.device_stats == rosetta.DeviceStats()
+        assert st.operations[0].operation == "search" and st.operations[0].count == 2
+
+
 def test_closed_client_raises_unavailable(server) -> None:
     c = server.client()
     c.close()

@@ -185,3 +185,54 @@ def test_eval_measures_match_the_cli_definitions() -> None:
     assert _base.pair_recall(["a", "b"], "b", 1) == 0.0 and _base.pair_recall(["a", "b"], "b", 2)
     assert _base.percentile([5, 1, 3, 2, 4], 50) == 3 and _base.percentile([], 99) == 0
     assert _base.percentile(list(range(1, 101)), 99) == 99
+
+
+def _stats_frame(device: str, counters: "list[int] | None") -> bytes:
+    """A StatsReply frame with only the device members set (counters: the nine DeviceStats
+    members in schema order, or None for no DeviceStats table, as a server before them)."""
+    from rosetta.wire import DeviceStats as W_DeviceStats
+    from rosetta.wire import Frame as W_Frame
+    from rosetta.wire import StatsReply as W_StatsReply
+    b = flatbuffers.Builder(256)
+    dev = b.CreateString(device) if device else None
+    ds = None
+    if counters is not None:
+        W_DeviceStats.Start(b)
+        adders = [W_DeviceStats.AddSearches, W_DeviceStats.AddBatches, W_DeviceStats.AddFallbacks,
+                  W_DeviceStats.AddBoundaryFallbacks, W_DeviceStats.AddCpuQueries,
+                  W_DeviceStats.AddMirroredRows, W_DeviceStats.AddMirrorBytes,
+                  W_DeviceStats.AddMemoryBudgetBytes, W_DeviceStats.AddUnmirroredRows]
+        for add, v in zip(adders, counters):
+            add(b, v)
+        ds = W_DeviceStats.End(b)
+    W_StatsReply.Start(b)
+    W_StatsReply.AddRecords(b, 5)
+    if dev is not None:
+        W_StatsReply.AddDevice(b, dev)
+    if ds is not None:
+        W_StatsReply.AddDeviceStats(b, ds)
+    body = W_StatsReply.End(b)
+    W_Frame.Start(b)
+    W_Frame.AddRequestId(b, 9)
+    W_Frame.AddBodyType(b, Message.StatsReply)
+    W_Frame.AddBody(b, body)
+    b.Finish(W_Frame.End(b), file_identifier=b"RSTA")
+    return bytes(b.Output())
+
+
+def test_stats_device_members_decode_by_name() -> None:
+    counters = [101, 7, 3, 2, 55, 3_000_000_001, 12_288_000_004_096, 64_424_509_440, 42]
+    reply = codec.decode_frame(_stats_frame("cuda:0 NVIDIA H100 80GB HBM3", counters))
+    assert reply.message_type == Message.StatsReply
+    s = codec.parse_stats(reply.table)
+    assert s.records == 5
+    assert s.device == "cuda:0 NVIDIA H100 80GB HBM3"
+    assert s.device_stats == rosetta.DeviceStats(
+        searches=101, batches=7, fallbacks=3, boundary_fallbacks=2, cpu_queries=55,
+        mirrored_rows=3_000_000_001, mirror_bytes=12_288_000_004_096,
+        memory_budget_bytes=64_424_509_440, unmirrored_rows=42)
+
+
+def test_stats_without_device_members_mean_unknown_and_zero() -> None:
+    s = codec.parse_stats(codec.decode_frame(_stats_frame("", None)).table)
+    assert (s.records, s.device, s.device_stats) == (5, "", rosetta.DeviceStats())

@@ -29,7 +29,8 @@ from .errors import (AbortedError, AlreadyExistsError, CancelledError, DataLossE
                      InvalidArgumentError, NotFoundError, OutOfRangeError, PermissionDeniedError,
                      ResourceExhaustedError, RosettaError, UnauthenticatedError,
                      UnavailableError, UnimplementedError, UnknownError)
-from .types import (CalibrationStats, CollectionInfo, CollectionSchema, EvalResult, Field,
+from .types import (CalibrationStats, CollectionInfo, CollectionSchema, DeviceStats, EvalResult,
+                    Field,
                     FieldExplanation, FieldPlan, GetResult, Hit, IndexProgress, IndexSpec,
                     LatencyStats, Provenance, QueryInput, Record, SearchResult, SegmentFieldIndex,
                     SegmentInfo, ServerInfo, Space, Stats, WriteResult)
@@ -45,7 +46,7 @@ __all__ = [
     "NotFoundError", "OutOfRangeError", "PermissionDeniedError", "ResourceExhaustedError",
     "UnauthenticatedError", "UnavailableError", "UnimplementedError", "UnknownError",
     # data model
-    "CalibrationStats", "CollectionInfo", "CollectionSchema", "EvalResult", "Field",
+    "CalibrationStats", "CollectionInfo", "CollectionSchema", "DeviceStats", "EvalResult", "Field",
     "FieldExplanation", "FieldPlan", "GetResult", "Hit", "IndexProgress", "IndexSpec",
     "LatencyStats", "Provenance", "QueryInput", "Record", "SearchResult", "SegmentFieldIndex",
     "SegmentInfo", "ServerInfo", "Space", "Stats", "WriteResult",

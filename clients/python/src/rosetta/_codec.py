@@ -21,7 +21,7 @@ import numpy as np
 from . import _fast, errors
 from .types import (ATTRIBUTE_TYPES, FILTER_OPS, FUSIONS, INDEX_TYPES, METRICS, MISSINGS,
                     NORMALIZES, ROLES, CalibrationStats, CollectionInfo,
-                    CollectionSchema, Field, FieldExplanation, FieldPlan, GetResult, Hit,
+                    CollectionSchema, DeviceStats, Field, FieldExplanation, FieldPlan, GetResult, Hit,
                     IndexProgress, IndexSpec, LatencyStats, Provenance, Record, SearchResult,
                     SegmentFieldIndex, SegmentInfo, ServerInfo, Space, Stats, WriteResult)
 from .wire import Attribute as W_Attribute
@@ -775,7 +775,8 @@ def parse_hello_reply(t: Any) -> ServerInfo:
     return ServerInfo(server_version=_s(h.ServerVersion()), protocol_version=h.ProtocolVersion(),
                       kernel_backend=_s(h.KernelBackend()), data_dir=_s(h.DataDir()),
                       collections=h.Collections(), max_frame_bytes=h.MaxFrameBytes(),
-                      role=ROLES[role] if 0 <= role < len(ROLES) else f"role {role}")
+                      role=ROLES[role] if 0 <= role < len(ROLES) else f"role {role}",
+                      device=_s(h.Device()))
 
 
 def parse_ok(t: Any) -> None:
@@ -842,7 +843,8 @@ def parse_collection_info(t: Any) -> CollectionInfo:
     return CollectionInfo(name=schema.name, schema=schema, records=c.Records(), field_vectors=fv,
                           segments=c.Segments(), storage=_s(c.Storage()),
                           kernel_backend=_s(c.KernelBackend()), calibration=cal,
-                          segment_list=segs)
+                          segment_list=segs, device=_s(c.Device()), device_rows=c.DeviceRows(),
+                          device_bytes=c.DeviceBytes())
 
 
 def _record_of(r: Any) -> Record:
@@ -907,6 +909,16 @@ def _latency_of(x: Any) -> LatencyStats:
                         p99_us=x.P99Us(), max_us=x.MaxUs())
 
 
+def _device_stats_of(d: Any) -> DeviceStats:
+    if d is None:  # a server from before the device: nothing to report.
+        return DeviceStats()
+    return DeviceStats(searches=d.Searches(), batches=d.Batches(), fallbacks=d.Fallbacks(),
+                       boundary_fallbacks=d.BoundaryFallbacks(), cpu_queries=d.CpuQueries(),
+                       mirrored_rows=d.MirroredRows(), mirror_bytes=d.MirrorBytes(),
+                       memory_budget_bytes=d.MemoryBudgetBytes(),
+                       unmirrored_rows=d.UnmirroredRows())
+
+
 def parse_stats(t: Any) -> Stats:
     s = _as(W_StatsReply.StatsReply, t)
     return Stats(uptime_s=s.UptimeS(), collections=s.Collections(), records=s.Records(),
@@ -916,7 +928,8 @@ def parse_stats(t: Any) -> Stats:
                  connections_open=s.ConnectionsOpen(),
                  connections_accepted=s.ConnectionsAccepted(),
                  connections_refused=s.ConnectionsRefused(), bytes_received=s.BytesReceived(),
-                 bytes_sent=s.BytesSent())
+                 bytes_sent=s.BytesSent(), device=_s(s.Device()),
+                 device_stats=_device_stats_of(s.DeviceStats()))
 
 
 # The bulk replies are read by the hand-written readers (see _fast.py).

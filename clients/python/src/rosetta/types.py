@@ -455,6 +455,13 @@ class CollectionInfo:
     kernel_backend: str = ""
     calibration: List[CalibrationStats] = field(default_factory=list)
     segment_list: List[SegmentInfo] = field(default_factory=list)
+    #: The database's search device: ``"cpu"``, or e.g. ``"cuda:0 NVIDIA H100 80GB HBM3"``;
+    #: ``""`` from a server that does not report it.
+    device: str = ""
+    #: Rows of this collection mirrored to the device, and the device bytes they take (0 on the
+    #: CPU).
+    device_rows: int = 0
+    device_bytes: int = 0
 
 
 @dataclass
@@ -487,6 +494,21 @@ class LatencyStats:
 
 
 @dataclass
+class DeviceStats:
+    """The search device's counters since the database was opened (all 0 on the CPU)."""
+
+    searches: int = 0  #: queries whose candidates the device produced.
+    batches: int = 0  #: device search calls (searches / batches = mean batch size).
+    fallbacks: int = 0  #: eligible queries answered on the CPU after a device error...
+    boundary_fallbacks: int = 0  #: ...or because of near-ties at the k-th score.
+    cpu_queries: int = 0  #: exhaustive queries the device path does not take (their shape).
+    mirrored_rows: int = 0  #: rows mirrored, all collections.
+    mirror_bytes: int = 0  #: device bytes of the mirrors.
+    memory_budget_bytes: int = 0  #: the mirrors' budget.
+    unmirrored_rows: int = 0  #: published rows not mirrored (over budget or pending).
+
+
+@dataclass
 class Stats:
     """Telemetry of the server and its database (``rosetta stats``)."""
 
@@ -502,6 +524,9 @@ class Stats:
     connections_refused: int = 0
     bytes_received: int = 0
     bytes_sent: int = 0
+    #: The search device: ``"cpu"`` or ``"cuda:<ordinal> <name>"`` (``""``: not reported).
+    device: str = ""
+    device_stats: DeviceStats = field(default_factory=DeviceStats)
 
 
 @dataclass
@@ -515,6 +540,7 @@ class ServerInfo:
     collections: int
     max_frame_bytes: int
     role: str  # "read" | "write" | "admin".
+    device: str = ""  # the search device ("cpu", "cuda:0 <name>"); "" when not reported.
 
 
 @dataclass

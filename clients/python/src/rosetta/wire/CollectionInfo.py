@@ -142,7 +142,28 @@ class CollectionInfo(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(18))
         return o == 0
 
-def CollectionInfoStart(builder): builder.StartObject(8)
+    # CollectionInfo
+    def Device(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(20))
+        if o != 0:
+            return self._tab.String(o + self._tab.Pos)
+        return None
+
+    # CollectionInfo
+    def DeviceRows(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(22))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Int64Flags, o + self._tab.Pos)
+        return 0
+
+    # CollectionInfo
+    def DeviceBytes(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(24))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Int64Flags, o + self._tab.Pos)
+        return 0
+
+def CollectionInfoStart(builder): builder.StartObject(11)
 def Start(builder):
     return CollectionInfoStart(builder)
 def CollectionInfoAddSchema(builder, schema): builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(schema), 0)
@@ -178,6 +199,15 @@ def AddSegmentList(builder, segmentList):
 def CollectionInfoStartSegmentListVector(builder, numElems): return builder.StartVector(4, numElems, 4)
 def StartSegmentListVector(builder, numElems):
     return CollectionInfoStartSegmentListVector(builder, numElems)
+def CollectionInfoAddDevice(builder, device): builder.PrependUOffsetTRelativeSlot(8, flatbuffers.number_types.UOffsetTFlags.py_type(device), 0)
+def AddDevice(builder, device):
+    return CollectionInfoAddDevice(builder, device)
+def CollectionInfoAddDeviceRows(builder, deviceRows): builder.PrependInt64Slot(9, deviceRows, 0)
+def AddDeviceRows(builder, deviceRows):
+    return CollectionInfoAddDeviceRows(builder, deviceRows)
+def CollectionInfoAddDeviceBytes(builder, deviceBytes): builder.PrependInt64Slot(10, deviceBytes, 0)
+def AddDeviceBytes(builder, deviceBytes):
+    return CollectionInfoAddDeviceBytes(builder, deviceBytes)
 def CollectionInfoEnd(builder): return builder.EndObject()
 def End(builder):
     return CollectionInfoEnd(builder)

@@ -77,7 +77,14 @@ class HelloReply(object):
             return self._tab.Get(flatbuffers.number_types.Uint8Flags, o + self._tab.Pos)
         return 0
 
-def HelloReplyStart(builder): builder.StartObject(7)
+    # HelloReply
+    def Device(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(18))
+        if o != 0:
+            return self._tab.String(o + self._tab.Pos)
+        return None
+
+def HelloReplyStart(builder): builder.StartObject(8)
 def Start(builder):
     return HelloReplyStart(builder)
 def HelloReplyAddServerVersion(builder, serverVersion): builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(serverVersion), 0)
@@ -101,6 +108,9 @@ def AddMaxFrameBytes(builder, maxFrameBytes):
 def HelloReplyAddRole(builder, role): builder.PrependUint8Slot(6, role, 0)
 def AddRole(builder, role):
     return HelloReplyAddRole(builder, role)
+def HelloReplyAddDevice(builder, device): builder.PrependUOffsetTRelativeSlot(7, flatbuffers.number_types.UOffsetTFlags.py_type(device), 0)
+def AddDevice(builder, device):
+    return HelloReplyAddDevice(builder, device)
 def HelloReplyEnd(builder): return builder.EndObject()
 def End(builder):
     return HelloReplyEnd(builder)

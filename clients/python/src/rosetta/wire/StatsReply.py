@@ -148,7 +148,25 @@ class StatsReply(object):
             return self._tab.Get(flatbuffers.number_types.Int64Flags, o + self._tab.Pos)
         return 0
 
-def StatsReplyStart(builder): builder.StartObject(12)
+    # StatsReply
+    def Device(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(28))
+        if o != 0:
+            return self._tab.String(o + self._tab.Pos)
+        return None
+
+    # StatsReply
+    def DeviceStats(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(30))
+        if o != 0:
+            x = self._tab.Indirect(o + self._tab.Pos)
+            from rosetta.wire.DeviceStats import DeviceStats
+            obj = DeviceStats()
+            obj.Init(self._tab.Bytes, x)
+            return obj
+        return None
+
+def StatsReplyStart(builder): builder.StartObject(14)
 def Start(builder):
     return StatsReplyStart(builder)
 def StatsReplyAddUptimeS(builder, uptimeS): builder.PrependFloat64Slot(0, uptimeS, 0.0)
@@ -193,6 +211,12 @@ def AddBytesReceived(builder, bytesReceived):
 def StatsReplyAddBytesSent(builder, bytesSent): builder.PrependInt64Slot(11, bytesSent, 0)
 def AddBytesSent(builder, bytesSent):
     return StatsReplyAddBytesSent(builder, bytesSent)
+def StatsReplyAddDevice(builder, device): builder.PrependUOffsetTRelativeSlot(12, flatbuffers.number_types.UOffsetTFlags.py_type(device), 0)
+def AddDevice(builder, device):
+    return StatsReplyAddDevice(builder, device)
+def StatsReplyAddDeviceStats(builder, deviceStats): builder.PrependUOffsetTRelativeSlot(13, flatbuffers.number_types.UOffsetTFlags.py_type(deviceStats), 0)
+def AddDeviceStats(builder, deviceStats):
+    return StatsReplyAddDeviceStats(builder, deviceStats)
 def StatsReplyEnd(builder): return builder.EndObject()
 def End(builder):
     return StatsReplyEnd(builder)
