@@ -104,23 +104,7 @@ __global__ void __launch_bounds__(kFfThreads) FusedFieldsKernel(FfParams p) {
         const float4* qbase = reinterpret_cast<const float4*>(term.queries + p.q0 * term.dp);
         const size_t q_stride = term.dp / 4;
         float acc[NQ];
-#pragma unroll
-        for (int q = 0; q < NQ; ++q) acc[q] = 0.f;
-        for (uint32_t c = 0; c < term.dp / 4; ++c) {
-          const float4 v = row[c];
-#pragma unroll
-          for (int q = 0; q < NQ; ++q) {
-            if (q < p.nq) {
-              const float4 x = __ldg(qbase + q * q_stride + c);
-              float a = acc[q];
-              a = FusedRawStep(l2, x.x, v.x, a);
-              a = FusedRawStep(l2, x.y, v.y, a);
-              a = FusedRawStep(l2, x.z, v.z, a);
-              a = FusedRawStep(l2, x.w, v.w, a);
-              acc[q] = a;
-            }
-          }
-        }
+        RowRawScores<NQ>(row, qbase, q_stride, term.dp, p.nq, l2, acc);
         const float rw = term.weights != nullptr ? term.weights[r] : 1.f;
 #pragma unroll
         for (int q = 0; q < NQ; ++q) {

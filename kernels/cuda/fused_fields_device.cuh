@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "kernels/cuda/fused_fields_backend.cuh"
+#include "kernels/cuda/fused_fields_math.cuh"
 #include "kernels/cuda/search_internal.cuh"
 
 namespace rosetta::kernels::gpu {
@@ -54,5 +55,32 @@ struct FieldStreamOwner {
     }
   }
 };
+
+// The raw scores of one row for up to NQ queries (the first nq of them): acc[q] = the fp32
+// FusedRawStep chain over the row's dp floats (dp a multiple of 4, zero-padded), in element order.
+// `qbase` holds the queries, q_stride float4s apart. Shared by the fused search and the rank
+// counts, so both score a row with the same instructions.
+template <int NQ>
+__device__ __forceinline__ void RowRawScores(const float4* row, const float4* qbase,
+                                             size_t q_stride, uint32_t dp, int nq, bool l2,
+                                             float (&acc)[NQ]) {
+#pragma unroll
+  for (int q = 0; q < NQ; ++q) acc[q] = 0.f;
+  for (uint32_t c = 0; c < dp / 4; ++c) {
+    const float4 v = row[c];
+#pragma unroll
+    for (int q = 0; q < NQ; ++q) {
+      if (q < nq) {
+        const float4 x = __ldg(qbase + q * q_stride + c);
+        float a = acc[q];
+        a = FusedRawStep(l2, x.x, v.x, a);
+        a = FusedRawStep(l2, x.y, v.y, a);
+        a = FusedRawStep(l2, x.z, v.z, a);
+        a = FusedRawStep(l2, x.w, v.w, a);
+        acc[q] = a;
+      }
+    }
+  }
+}
 
 }  // namespace rosetta::kernels::gpu

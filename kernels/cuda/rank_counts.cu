@@ -63,23 +63,7 @@ __global__ void __launch_bounds__(kRcThreads) RankCountsKernel(RcParams p) {
     if (!FieldHas(p.present, r) || Skipped(p.skip, static_cast<int32_t>(r))) continue;
     const float4* row = reinterpret_cast<const float4*>(p.data + r * p.dp);
     float acc[NQ];
-#pragma unroll
-    for (int q = 0; q < NQ; ++q) acc[q] = 0.f;
-    for (uint32_t c = 0; c < p.dp / 4; ++c) {
-      const float4 v = row[c];
-#pragma unroll
-      for (int q = 0; q < NQ; ++q) {
-        if (q < p.nq) {
-          const float4 x = __ldg(qbase + q * q_stride + c);
-          float a = acc[q];
-          a = FusedRawStep(l2, x.x, v.x, a);
-          a = FusedRawStep(l2, x.y, v.y, a);
-          a = FusedRawStep(l2, x.z, v.z, a);
-          a = FusedRawStep(l2, x.w, v.w, a);
-          acc[q] = a;
-        }
-      }
-    }
+    RowRawScores<NQ>(row, qbase, q_stride, p.dp, p.nq, l2, acc);
 #pragma unroll
     for (int q = 0; q < NQ; ++q) {
       if (q >= p.nq) continue;
