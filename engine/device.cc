@@ -12,8 +12,7 @@
 namespace rosetta::engine {
 namespace {
 
-// Device bytes of `rows` rows: fp32 rows padded to 4 floats (GpuFieldSet's layout), a presence
-// bitmap and record weights per field. An upper bound of GpuFieldSet::device_bytes.
+// DeviceBackend::EstimateBytes's default (see engine/device.h).
 size_t FieldBytes(size_t rows, std::span<const kernels::FusedFieldData> fields) {
   size_t bytes = 0;
   for (const kernels::FusedFieldData& f : fields) {
@@ -41,10 +40,6 @@ class CudaBackend final : public DeviceBackend {
       : ordinal_(ordinal), name_(std::move(name)), memory_(memory) {}
   std::string Name() const override { return name_; }
   size_t MemoryBytes() const override { return memory_; }
-  size_t EstimateBytes(size_t rows,
-                       std::span<const kernels::FusedFieldData> fields) const override {
-    return FieldBytes(rows, fields);
-  }
   absl::StatusOr<std::unique_ptr<DeviceChunk>> Upload(
       size_t rows, std::span<const kernels::FusedFieldData> fields) override {
     absl::StatusOr<std::unique_ptr<kernels::GpuFieldSet>> set =
@@ -108,10 +103,6 @@ class ReferenceBackend final : public DeviceBackend {
   explicit ReferenceBackend(size_t memory) : memory_(memory) {}
   std::string Name() const override { return "reference (CPU emulation of the device path)"; }
   size_t MemoryBytes() const override { return memory_; }
-  size_t EstimateBytes(size_t rows,
-                       std::span<const kernels::FusedFieldData> fields) const override {
-    return FieldBytes(rows, fields);
-  }
   absl::StatusOr<std::unique_ptr<DeviceChunk>> Upload(
       size_t rows, std::span<const kernels::FusedFieldData> fields) override {
     if (absl::Status s = kernels::internal::CheckFusedFields(rows, fields, "reference Upload");
@@ -136,6 +127,11 @@ class ReferenceBackend final : public DeviceBackend {
 };
 
 }  // namespace
+
+size_t DeviceBackend::EstimateBytes(size_t rows,
+                                    std::span<const kernels::FusedFieldData> fields) const {
+  return FieldBytes(rows, fields);
+}
 
 absl::StatusOr<std::shared_ptr<DeviceBackend>> MakeCudaDeviceBackend(int ordinal) {
   if (!kernels::BuiltWithCuda()) {

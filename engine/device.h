@@ -47,7 +47,9 @@ class DeviceBackend {
   // Device memory in all (the default mirror budget is 80 % of it).
   virtual size_t MemoryBytes() const = 0;
   // The device bytes Upload would hold for these fields (to check a budget before uploading).
-  virtual size_t EstimateBytes(size_t rows, std::span<const kernels::FusedFieldData> fields) const = 0;
+  // Default: GpuFieldSet's layout (fp32 rows padded to 4 floats, a presence bitmap and record
+  // weights per field), an upper bound of its device_bytes().
+  virtual size_t EstimateBytes(size_t rows, std::span<const kernels::FusedFieldData> fields) const;
 
   // Copies `rows` rows of `fields` (kernels::GpuFieldSet::Upload's contract) to the device.
   virtual absl::StatusOr<std::unique_ptr<DeviceChunk>> Upload(
