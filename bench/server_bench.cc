@@ -3,6 +3,7 @@
 //   server_bench [--rosettad PATH] [--work DIR] [--rows 100000] [--dim 768] [--clusters 100]
 //                [--seed 7] [--queries 1000] [--small-rows 1000] [--ingest-seconds 4]
 //                [--server-threads 2] [--skip-search] [--skip-ingest]
+//                [--device auto|cpu|cuda] [--clients 1,4,16,64] [--throughput-seconds 0]
 //
 // Part 1, search latency (cosine, k = 10, one query per Search call, default request options:
 // exact, explain, with attributes): the same clustered data set (rows x dim, fixed seed) is
@@ -13,7 +14,15 @@
 // machine load; each call is timed by the client (steady_clock around Client::Search). The
 // results of both paths must be identical (ids and score bits); the bench counts mismatches.
 // The same is measured on a small collection (--small-rows) where the search itself is cheap,
-// so the protocol's fixed cost is visible, plus a ListCollections round trip.
+// so the protocol's fixed cost is visible, plus a ListCollections round trip. --device is passed
+// to rosettad (and used by the embedded database): on a GPU, exhaustive queries then take the
+// device path (engine/device_search.h).
+//
+// Part 1b, server throughput (--throughput-seconds S > 0): for each count N of --clients, N
+// client threads, each with its own connection, send one-query Search calls to rosettad for S
+// seconds (after 1 s of warm-up); QPS = answered queries / wall time, latency percentiles per
+// call. The server's device counters are read before and after: on a GPU, queries answered on the
+// device per device call is the mean dynamic batch.
 //
 // Part 2, durable ingest through the protocol (`rosettad --sync always`): clients (each with its
 // own connection) send Import or Upsert batches of rows x dim vectors for --ingest-seconds each;
@@ -81,6 +90,9 @@ struct Flags {
   int server_threads = 2;  // rosettad --threads (its default is the hardware concurrency)
   bool search = true;
   bool ingest = true;
+  std::string device;  // empty: rosettad's and the engine's default (auto).
+  std::vector<int> clients = {1, 4, 16, 64};
+  double throughput_seconds = 0;
 };
 
 [[noreturn]] void Die(const std::string& what) {
@@ -152,13 +164,17 @@ void Load(Client& c, const std::string& collection, const std::vector<float>& da
 class Rosettad {
  public:
   Rosettad(const std::string& binary, const std::string& data_dir, const std::string& sync,
-           int threads, const std::string& log_path) {
+           int threads, const std::string& log_path, const std::string& device = "") {
     int out[2];
     if (::pipe2(out, O_CLOEXEC) != 0) Die("pipe2");
     const int log_fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (log_fd < 0) Die("cannot open " + log_path);
     std::vector<std::string> args = {binary, "--data",  data_dir, "--listen", "127.0.0.1:0",
                                      "--sync", sync, "--threads", std::to_string(threads)};
+    if (!device.empty()) {
+      args.push_back("--device");
+      args.push_back(device);
+    }
     std::vector<char*> argv;
     for (std::string& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -329,6 +345,69 @@ void CompareSearch(const std::string& label, Client& embedded, Client& server,
               label.c_str(), mismatches, nq + warmup);
 }
 
+// Part 1b: N concurrent clients against the server (see the top of this file).
+void Throughput(const Flags& f, uint16_t port, Client& admin, const std::string& collection,
+                const std::vector<float>& queries) {
+  std::printf("\n## Server throughput (cosine, k = 10, one query per call, N clients, %.0f s "
+              "each)\n\n",
+              f.throughput_seconds);
+  std::printf("| clients | queries | QPS | p50 us | p99 us | device searches | device calls | "
+              "queries per call | device fallbacks |\n|---|---|---|---|---|---|---|---|---|\n");
+  const size_t nq_distinct = queries.size() / f.dim;
+  for (int n : f.clients) {
+    std::vector<std::unique_ptr<Client>> conns;
+    for (int i = 0; i < n; ++i) conns.push_back(Connect(port));
+    std::atomic<bool> measuring{false}, stop{false};
+    std::vector<std::vector<double>> lat(static_cast<size_t>(n));
+    std::vector<std::thread> threads;
+    for (int t = 0; t < n; ++t) {
+      threads.emplace_back([&, t] {
+        size_t i = static_cast<size_t>(t) * 7919;
+        while (!stop.load()) {
+          rosetta::SearchRequest req;
+          req.k = 10;
+          rosetta::QueryInput in;
+          const size_t q = i++ % nq_distinct;
+          in.vector.assign(queries.begin() + q * f.dim, queries.begin() + (q + 1) * f.dim);
+          in.space = "emb";
+          req.inputs.push_back(std::move(in));
+          std::vector<rosetta::SearchRequest> one = {std::move(req)};
+          const bool counted = measuring.load();
+          const auto t0 = Clock::now();
+          Check(conns[static_cast<size_t>(t)]->Search(collection, std::move(one)), "search");
+          if (counted && !stop.load()) lat[static_cast<size_t>(t)].push_back(Micros(Clock::now() - t0));
+        }
+      });
+    }
+    std::this_thread::sleep_for(std::chrono::seconds(1));  // warm-up
+    const rosetta::DatabaseStats mid = Check(admin.Stats(), "stats");
+    measuring = true;
+    const auto t0 = Clock::now();
+    std::this_thread::sleep_for(std::chrono::duration<double>(f.throughput_seconds));
+    stop = true;
+    const double wall = std::chrono::duration<double>(Clock::now() - t0).count();
+    for (std::thread& th : threads) th.join();
+    const rosetta::DatabaseStats after = Check(admin.Stats(), "stats");
+    std::vector<double> all;
+    for (const auto& l : lat) all.insert(all.end(), l.begin(), l.end());
+    const Summary s = Summarise(all);
+    const int64_t searches = after.device_stats.searches - mid.device_stats.searches;
+    const int64_t calls = after.device_stats.batches - mid.device_stats.batches;
+    std::printf("| %d | %zu | %.0f | %s | %s | %lld | %lld | %s | %lld |\n", n, s.n,
+                static_cast<double>(s.n) / wall, Fmt(s.p50).c_str(), Fmt(s.p99).c_str(),
+                static_cast<long long>(searches), static_cast<long long>(calls),
+                calls > 0 ? absl::StrCat(static_cast<double>(searches) / static_cast<double>(calls))
+                                .c_str()
+                          : "-",
+                static_cast<long long>(after.device_stats.fallbacks - mid.device_stats.fallbacks));
+    std::fflush(stdout);
+  }
+  std::printf("(device: %s; the counters count queries that reached the device path only after "
+              "the warm-up; a query answered on the CPU after a boundary check is not a device "
+              "search)\n",
+              Check(admin.Stats(), "stats").device.c_str());
+}
+
 void RunSearch(const Flags& f) {
   std::printf("\n## Search latency (cosine, k = 10, one query per call)\n\n");
   std::printf("load average before: %s\n", LoadAverage().c_str());
@@ -344,8 +423,12 @@ void RunSearch(const Flags& f) {
   rosetta::engine::DatabaseOptions options;
   options.store.sync = rosetta::storage::SyncPolicy::kNone;
   options.search_threads = static_cast<size_t>(f.server_threads);  // as rosettad --threads.
+  if (!f.device.empty()) {
+    options.device = Check(rosetta::engine::ParseDeviceKind(f.device), "--device");
+  }
   std::unique_ptr<Client> embedded = Check(rosetta::OpenEmbeddedClient(emb_dir, options), "open");
-  Rosettad server(f.rosettad, srv_dir, "none", f.server_threads, f.work + "/rosettad-search.log");
+  Rosettad server(f.rosettad, srv_dir, "none", f.server_threads, f.work + "/rosettad-search.log",
+                  f.device);
   std::printf("server: %s\n", server.banner().c_str());
   std::unique_ptr<Client> remote = Connect(server.port());
 
@@ -385,6 +468,10 @@ void RunSearch(const Flags& f) {
                 queries, std::max<size_t>(f.queries, 2000), f.dim, 100);
   CompareSearch(absl::StrCat(f.rows / 1000, "k x ", f.dim), *embedded, *remote, big, queries,
                 f.queries, f.dim, 50);
+  if (f.throughput_seconds > 0) {
+    embedded.reset();  // the server alone on the machine.
+    Throughput(f, server.port(), *remote, big, queries);
+  }
   std::printf("\nload average after: %s\n", LoadAverage().c_str());
 }
 
@@ -582,6 +669,14 @@ bool ParseFlags(int argc, char** argv, Flags* f) {
     else if (a == "--server-threads") f->server_threads = std::stoi(value());
     else if (a == "--skip-search") f->search = false;
     else if (a == "--skip-ingest") f->ingest = false;
+    else if (a == "--device") f->device = value();
+    else if (a == "--throughput-seconds") f->throughput_seconds = std::stod(value());
+    else if (a == "--clients") {
+      f->clients.clear();
+      std::stringstream list(value());
+      for (std::string item; std::getline(list, item, ',');) f->clients.push_back(std::stoi(item));
+      if (f->clients.empty()) Die("--clients: empty list");
+    }
     else if (a == "--help" || a == "-h") return false;
     else Die("unknown flag " + a + " (see --help)");
   }
@@ -600,7 +695,8 @@ int main(int argc, char** argv) {
     if (!ParseFlags(argc, argv, &f)) {
       std::cout << "usage: server_bench [--rosettad PATH] [--work DIR] [--rows N] [--dim D]\n"
                    "  [--clusters C] [--seed S] [--queries N] [--small-rows N]\n"
-                   "  [--ingest-seconds S] [--server-threads N] [--skip-search] [--skip-ingest]\n";
+                   "  [--ingest-seconds S] [--server-threads N] [--skip-search] [--skip-ingest]\n"
+                   "  [--device auto|cpu|cuda] [--clients 1,4,16,64] [--throughput-seconds S]\n";
       return 0;
     }
   } catch (const std::exception& e) {
