@@ -44,6 +44,9 @@ SMOKE_PACKAGES = ("numpy", "faiss-cpu")
 ALL_PEERS = ("faiss", "hnswlib", "usearch", "milvus-lite", "lancedb")
 
 
+GIT_AT_START = None  # git_info() when main() started.
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     mode = p.add_mutually_exclusive_group()
@@ -560,6 +563,8 @@ def main():
     if not in_venv():
         reexec_in_venv(args)  # does not return
     cfg = config_for(args)
+    global GIT_AT_START
+    GIT_AT_START = git_info()
     started = datetime.datetime.now(datetime.timezone.utc)
     info = machine_info()
     if args.out_dir:
@@ -704,7 +709,9 @@ def write_all(out_dir, cfg, args, info, started, load_before, mods, results, ski
         "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "partial": partial,
         "command": os.environ.get("ROSETTA_HARNESS_COMMAND", " ".join(sys.argv)),
-        "git": git_info(),
+        # The tree the run started from (the binaries were built from it): HEAD can move
+        # while a long run goes on.
+        "git": GIT_AT_START or git_info(),
         "machine": info,
         "load_average": {"before": load_before, "now": os.getloadavg()},
         "uptime": run_cmd(["uptime"]),
