@@ -182,13 +182,16 @@ struct Database::Impl {
   // instead of queueing on the shared pool.
   // An exhaustive query goes to the search device when there is one and it takes the query's
   // shape (engine/device_search.h); a device error or a boundary fallback answers it here.
-  absl::StatusOr<SearchResponse> SearchOne(const Collection& c, const Snapshot& snap,
+  absl::StatusOr<SearchResponse> SearchOne(const std::shared_ptr<Collection>& cp,
+                                           const Snapshot& snap,
                                            const SearchRequest& request) const {
+    const Collection& c = *cp;
     const Layout& layout = c.layout();
     ASSIGN_OR_RETURN(std::optional<CandidateUnion> candidates,
                      GatherCandidates(layout, snap, request, pool));
     if (!candidates.has_value()) {
       if (device != nullptr && c.mirror != nullptr) {
+        ScheduleMirror(cp, snap);
         if (device->Eligible(layout, snap, request)) {
           std::optional<absl::StatusOr<SearchResponse>> r =
               device->SearchOne(*c.mirror, layout, snap, request, pool);
@@ -204,6 +207,16 @@ struct Database::Impl {
     response.exact = false;
     response.plan = std::move(candidates->plan);
     return response;
+  }
+
+  // Queues an upload of the collection's new rows on the device's upload thread when `snap` has
+  // enough of them (engine/device_search.h); the query itself never waits for it.
+  void ScheduleMirror(const std::shared_ptr<Collection>& c, const Snapshot& snap) const {
+    if (device == nullptr || c->mirror == nullptr || !device->Stale(*c->mirror, snap)) return;
+    DeviceSearcher* dev = device.get();
+    device->ScheduleRefresh(*c->mirror, [dev, c] {
+      (void)dev->Refresh(*c->mirror, c->layout(), *c->segment().snapshot());
+    });
   }
 
   // Under c.write_mu, after a write's changes were applied to the segment's writer state:
@@ -831,7 +844,7 @@ absl::StatusOr<SearchResponse> Database::Search(const std::string& name,
     ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, impl_->Find(name));
     RETURN_IF_ERROR(ValidateAndNormalizeQuery(c->layout().schema, request));
     std::shared_ptr<const Snapshot> snap = c->segment().snapshot();
-    ASSIGN_OR_RETURN(SearchResponse response, impl_->SearchOne(*c, *snap, request));
+    ASSIGN_OR_RETURN(SearchResponse response, impl_->SearchOne(c, *snap, request));
     response.took_us = std::chrono::duration_cast<std::chrono::microseconds>(
                            std::chrono::steady_clock::now() - start)
                            .count();
@@ -864,6 +877,7 @@ absl::StatusOr<std::vector<SearchResponse>> Database::SearchBatch(
     // shape share device calls (engine/device_search.h). The ones it hands back run below.
     std::vector<bool> answered(requests.size(), false);
     if (impl_->device != nullptr && c->mirror != nullptr) {
+      impl_->ScheduleMirror(c, *snap);
       std::vector<size_t> picked;
       std::vector<const SearchRequest*> device_requests;
       for (size_t i = 0; i < requests.size(); ++i) {
@@ -938,7 +952,7 @@ absl::StatusOr<std::vector<SearchResponse>> Database::SearchBatch(
       for (size_t j = b; j < e; ++j) {
         const size_t i = singles[j];
         const auto start = Clock::now();
-        auto r = impl_->SearchOne(*c, *snap, requests[i]);
+        auto r = impl_->SearchOne(c, *snap, requests[i]);
         if (!r.ok()) {
           failed[j] = r.status();
           continue;
@@ -957,6 +971,13 @@ absl::StatusOr<std::vector<SearchResponse>> Database::SearchBatch(
     }
     return out;
   });
+}
+
+absl::Status Database::SyncDeviceMirrors(const std::string& name) {
+  ASSIGN_OR_RETURN(std::shared_ptr<Collection> c, impl_->Find(name));
+  if (impl_->device == nullptr || c->mirror == nullptr) return absl::OkStatus();
+  return impl_->device->Refresh(*c->mirror, c->layout(), *c->segment().snapshot(),
+                                /*force=*/true);
 }
 
 const char* DeviceKindName(DeviceKind kind) {

@@ -194,6 +194,13 @@ class Database {
   absl::StatusOr<IndexBuildProgress> WaitForIndexes(const std::string& name,
                                                      std::chrono::milliseconds timeout) const;
 
+  // Search device (DatabaseOptions::device): uploads the collection's published rows that are
+  // not mirrored yet, within the budget, on the calling thread (searches otherwise schedule that
+  // upload on the device's own thread and never wait for it). For benchmarks and tests that want
+  // the mirror complete before timing. OK without a device; NotFound for an unknown collection;
+  // the upload's error otherwise (the rows then stay on the CPU).
+  absl::Status SyncDeviceMirrors(const std::string& name);
+
   // Telemetry since Open: per public operation (search, search_batch, upsert, import, get,
   // delete, in that order) the count, errors and latency percentiles measured around the whole
   // call (validation, the wait for durability and the publication included); the group-commit

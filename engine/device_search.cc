@@ -36,6 +36,7 @@ class DeviceMirror {
   int64_t bytes = 0;        // device bytes of the chunks; guarded.
   bool building = false;    // an upload runs; guarded.
   size_t failed_target = 0;  // an upload up to this row failed: not retried until more rows.
+  bool queued = false;       // a refresh job is queued on the upload thread; guarded.
 
  private:
   std::shared_ptr<std::atomic<int64_t>> used_;  // the searcher's bytes in use, all mirrors.
@@ -106,14 +107,67 @@ DeviceSearcher::DeviceSearcher(std::shared_ptr<DeviceBackend> backend, DeviceSea
   options_.chunk_rows = std::max<size_t>(options_.chunk_rows, kPageRows);
 }
 
-DeviceSearcher::~DeviceSearcher() = default;
+DeviceSearcher::~DeviceSearcher() {
+  {
+    std::lock_guard<std::mutex> lock(jobs_mu_);
+    stopping_ = true;
+    jobs_.clear();
+  }
+  jobs_cv_.notify_all();
+  if (uploader_.joinable()) uploader_.join();
+}
+
+bool DeviceSearcher::Stale(DeviceMirror& mirror, const Snapshot& snap) {
+  const size_t target = snap.rows / kPageRows * kPageRows;
+  std::lock_guard<std::mutex> lock(mirror.mu);
+  if (mirror.building || mirror.queued || target < mirror.covered + options_.chunk_rows) {
+    return false;
+  }
+  return mirror.failed_target == 0 || target >= mirror.failed_target + options_.chunk_rows;
+}
+
+void DeviceSearcher::ScheduleRefresh(DeviceMirror& mirror, std::function<void()> refresh) {
+  {
+    std::lock_guard<std::mutex> lock(mirror.mu);
+    if (mirror.queued) return;
+    mirror.queued = true;
+  }
+  DeviceMirror* m = &mirror;
+  std::lock_guard<std::mutex> lock(jobs_mu_);
+  if (stopping_) return;
+  // The job owns what keeps the mirror alive (the collection, captured by `refresh`); it clears
+  // `queued` before refreshing so that rows arriving during the upload schedule the next one.
+  jobs_.push_back([m, refresh = std::move(refresh)] {
+    {
+      std::lock_guard<std::mutex> l(m->mu);
+      m->queued = false;
+    }
+    refresh();
+  });
+  if (!uploader_.joinable()) {
+    uploader_ = std::thread([this] {
+      std::unique_lock<std::mutex> lock(jobs_mu_);
+      while (true) {
+        jobs_cv_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
+        if (stopping_) return;
+        std::function<void()> job = std::move(jobs_.front());
+        jobs_.pop_front();
+        lock.unlock();
+        job();
+        job = nullptr;  // releases what it captured outside the lock.
+        lock.lock();
+      }
+    });
+  }
+  jobs_cv_.notify_one();
+}
 
 std::shared_ptr<DeviceMirror> DeviceSearcher::NewMirror() {
   return std::make_shared<DeviceMirror>(used_bytes_);
 }
 
 absl::Status DeviceSearcher::Refresh(DeviceMirror& mirror, const Layout& layout,
-                                     const Snapshot& snap) {
+                                     const Snapshot& snap, bool force) {
   // Whole pages only: every row of a page below the snapshot's row count is published, so its
   // vectors and presence bits no longer change.
   const size_t target = snap.rows / kPageRows * kPageRows;
@@ -121,8 +175,10 @@ absl::Status DeviceSearcher::Refresh(DeviceMirror& mirror, const Layout& layout,
   bool merge;
   {
     std::lock_guard<std::mutex> lock(mirror.mu);
-    if (mirror.building || target < mirror.covered + options_.chunk_rows) return absl::OkStatus();
-    if (mirror.failed_target != 0 && target < mirror.failed_target + options_.chunk_rows) {
+    const size_t least = force ? kPageRows : options_.chunk_rows;
+    if (mirror.building || target < mirror.covered + least) return absl::OkStatus();
+    if (!force && mirror.failed_target != 0 &&
+        target < mirror.failed_target + options_.chunk_rows) {
       return absl::OkStatus();
     }
     merge = mirror.chunks.size() >= kMaxChunks;
@@ -511,7 +567,6 @@ std::vector<std::optional<absl::StatusOr<SearchResponse>>> DeviceSearcher::Searc
     DeviceMirror& mirror, const Layout& layout, const Snapshot& snap,
     const std::vector<const SearchRequest*>& requests, kernels::ThreadPool* pool) {
   std::vector<std::optional<absl::StatusOr<SearchResponse>>> out(requests.size());
-  (void)Refresh(mirror, layout, snap);  // errors are logged; the rows stay on the CPU.
   std::vector<std::unique_ptr<Prepared>> prepared(requests.size());
   std::map<std::string, std::vector<Prepared*>> groups;
   std::vector<Prepared*> alone;
@@ -563,7 +618,6 @@ std::vector<std::optional<absl::StatusOr<SearchResponse>>> DeviceSearcher::Searc
 std::optional<absl::StatusOr<SearchResponse>> DeviceSearcher::SearchOne(
     DeviceMirror& mirror, const Layout& layout, const Snapshot& snap,
     const SearchRequest& request, kernels::ThreadPool* pool) {
-  (void)Refresh(mirror, layout, snap);
   Prepared p;
   if (absl::Status s = Prepare(layout, snap, request, mirror, &p); !s.ok()) return s;
   if (p.mirrored == 0) {

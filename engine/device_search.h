@@ -6,9 +6,10 @@
 // like the rows themselves (rows are append-only and never change once published; deletes are
 // tombstones, passed per query). A new chunk covers the published rows not mirrored yet once
 // there are at least DatabaseOptions::device_chunk_rows of them; more than kMaxChunks chunks are
-// merged into one. Chunks are uploaded at open and by the first query that finds enough new rows
-// (the others meanwhile search the unmirrored rows on the CPU). The mirrors of all collections
-// share DatabaseOptions::device_memory_budget; rows beyond it stay on the CPU.
+// merged into one. Chunks are uploaded at open (Refresh) and otherwise on the searcher's own
+// thread (ScheduleRefresh, when a query finds enough new rows): no query waits for an upload, and
+// meanwhile the unmirrored rows are searched on the CPU. The mirrors of all collections share
+// DatabaseOptions::device_memory_budget; rows beyond it stay on the CPU.
 //
 // A query takes the device path when (the rest take the CPU path, counted in cpu_queries): the
 // plan is exhaustive (no ready index narrows the candidates), fusion is `weighted`, normalisation
@@ -41,11 +42,14 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <cstddef>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -86,9 +90,17 @@ class DeviceSearcher {
   const std::string& name() const { return name_; }
   std::shared_ptr<DeviceMirror> NewMirror();
 
-  // Uploads the chunks `snap` calls for (at open, and from queries). Errors are logged and
-  // returned; the rows stay on the CPU.
-  absl::Status Refresh(DeviceMirror& mirror, const Layout& layout, const Snapshot& snap);
+  // Uploads the chunks `snap` calls for, on the calling thread (at open, and
+  // Database::SyncDeviceMirrors). Errors are logged and returned; the rows stay on the CPU.
+  // `force`: upload any whole pages not mirrored yet (not only device_chunk_rows of them), and
+  // retry after a failed upload.
+  absl::Status Refresh(DeviceMirror& mirror, const Layout& layout, const Snapshot& snap,
+                       bool force = false);
+  // Whether `snap` has enough unmirrored rows for a new chunk and no upload is running or queued.
+  bool Stale(DeviceMirror& mirror, const Snapshot& snap);
+  // Queues `refresh` (which must call Refresh) on the searcher's upload thread, once per mirror
+  // at a time (Stale is false meanwhile). Pending jobs are dropped at destruction.
+  void ScheduleRefresh(DeviceMirror& mirror, std::function<void()> refresh);
 
   // Whether the device path takes this validated request (the rules at the top of this file),
   // given that the plan is exhaustive.
@@ -134,6 +146,13 @@ class DeviceSearcher {
   std::shared_ptr<std::atomic<int64_t>> used_bytes_ = std::make_shared<std::atomic<int64_t>>(0);
   std::atomic<int64_t> searches_{0}, batches_{0}, fallbacks_{0}, boundary_fallbacks_{0},
       cpu_queries_{0};
+
+  // The upload thread (started on first use).
+  std::mutex jobs_mu_;
+  std::condition_variable jobs_cv_;
+  std::deque<std::function<void()>> jobs_;  // guarded by jobs_mu_.
+  bool stopping_ = false;                    // guarded by jobs_mu_.
+  std::thread uploader_;
 
   std::mutex batch_mu_;
   std::condition_variable batch_cv_;

@@ -4,6 +4,7 @@
 // explanations equal, ranks equal to their definition under the device's arithmetic; device
 // errors answered on the CPU; mirrors within a budget; batching.
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <iostream>
 #include <memory>
@@ -156,7 +157,7 @@ class DevicePathTest : public ::testing::Test {
 
   // Writes the same records, deletes and replacements to both databases, `rounds` times,
   // searching the device database between rounds so its mirror grows in several chunks.
-  void Fill(size_t rounds, size_t per_round) {
+  void Fill(size_t rounds, size_t per_round, bool sync = true, bool sync_fails = false) {
     for (size_t round = 0; round < rounds; ++round) {
       std::vector<Record> records;
       for (size_t i = 0; i < per_round; ++i) {
@@ -182,7 +183,10 @@ class DevicePathTest : public ::testing::Test {
       }
       ASSERT_OK(cpu_->Delete("c", gone).status());
       ASSERT_OK(dev_->Delete("c", gone).status());
-      ASSERT_OK(dev_->Search("c", Query(0)).status());  // lets the mirror catch up.
+      if (sync) {  // the mirror catches up now (searches would schedule it in the background).
+        absl::Status st = dev_->SyncDeviceMirrors("c");
+        EXPECT_EQ(st.ok(), !sync_fails) << st;
+      }
     }
   }
 
@@ -349,10 +353,27 @@ TEST_F(DevicePathTest, FusedQueriesEqualTheCpuPathAcrossChunksTailDeletesAndReop
   EXPECT_GT(dev_->Stats().device_stats.searches, queries / 4);
 }
 
+TEST_F(DevicePathTest, SearchesScheduleUploadsOnTheDevicesOwnThread) {
+  Open(MakeReferenceDeviceBackend(), /*budget=*/0, /*chunk_rows=*/512);
+  Fill(3, 400, /*sync=*/false);
+  ASSERT_OK_AND_ASSIGN(CollectionInfo info, dev_->Describe("c"));
+  EXPECT_EQ(info.device_rows, 0);
+  // Answered on the CPU (nothing mirrored yet), and it queues the upload.
+  ExpectSame(Query(1));
+  EXPECT_EQ(dev_->Stats().device_stats.cpu_queries, 1);
+  for (int i = 0; i < 2000 && info.device_rows == 0; ++i) {  // a liveness bound, not a timing
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    ASSERT_OK_AND_ASSIGN(info, dev_->Describe("c"));
+  }
+  EXPECT_EQ(info.device_rows, static_cast<int64_t>(info.device_rows / 256 * 256));
+  EXPECT_GE(info.device_rows, 1024);
+  ExpectSame(Query(2));
+  EXPECT_EQ(dev_->Stats().device_stats.searches, 1);
+}
+
 TEST_F(DevicePathTest, ShapesTheDeviceDoesNotTakeRunOnTheCpuAndAreCounted) {
   Open(MakeReferenceDeviceBackend());
   Fill(3, 400);
-  // Fill's first search found nothing mirrored yet (fewer rows than a chunk): a CPU query too.
   const int64_t before = dev_->Stats().device_stats.cpu_queries;
   int n = 0;
   for (Fusion fusion : {Fusion::kMax, Fusion::kRrf}) {
@@ -385,7 +406,7 @@ TEST_F(DevicePathTest, DeviceErrorsAreAnsweredOnTheCpuAndCounted) {
   flaky->fail_ranks = false;
   // A failing upload leaves the new rows on the CPU; answers stay right.
   flaky->fail_upload = true;
-  Fill(2, 600);
+  Fill(2, 600, /*sync=*/true, /*sync_fails=*/true);
   ExpectSame(Query(3));
   EXPECT_GT(dev_->Stats().device_stats.unmirrored_rows, 0);
   flaky->fail_upload = false;
