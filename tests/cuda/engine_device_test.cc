@@ -75,6 +75,10 @@ TEST(EngineOnCudaTest, DeviceAnswersEqualTheCpuPath) {
     ASSERT_OK(cpu->Delete("c", gone).status());
     ASSERT_OK(gpu->Delete("c", gone).status());
   }
+  ASSERT_OK(gpu->SyncDeviceMirrors("c"));
+  ASSERT_OK_AND_ASSIGN(CollectionInfo info, gpu->Describe("c"));
+  EXPECT_GT(info.device_rows, 29000);
+  EXPECT_GT(info.device_bytes, 0);
   int compared = 0;
   for (Normalize norm : {Normalize::kNone, Normalize::kCalibrated}) {
     for (Missing missing : {Missing::kRenormalize, Missing::kZero, Missing::kRequire}) {
