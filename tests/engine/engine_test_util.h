@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cmath>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
@@ -55,6 +56,28 @@ inline std::vector<std::string> HitIds(const SearchResponse& r) {
   std::vector<std::string> ids;
   for (const Hit& h : r.results) ids.push_back(h.id);
   return ids;
+}
+
+// `got` has `want`'s hits in the same order with the same scores and explanations (every member
+// bit for bit; ranks within `rank_tolerance`).
+inline void ExpectSameHits(const SearchResponse& want, const SearchResponse& got,
+                           int64_t rank_tolerance = 0) {
+  ASSERT_EQ(HitIds(got), HitIds(want));
+  for (size_t h = 0; h < want.results.size(); ++h) {
+    const Hit& x = want.results[h];
+    const Hit& y = got.results[h];
+    EXPECT_EQ(y.score, x.score) << x.id;
+    ASSERT_EQ(y.fields.size(), x.fields.size()) << x.id;
+    for (const auto& [name, e] : x.fields) {
+      const FieldExplanation& f = y.fields.at(name);
+      EXPECT_EQ(f.missing, e.missing) << x.id << " " << name;
+      EXPECT_EQ(f.raw, e.raw) << x.id << " " << name;
+      EXPECT_EQ(f.normalized, e.normalized) << x.id << " " << name;
+      EXPECT_EQ(f.weight, e.weight) << x.id << " " << name;
+      EXPECT_EQ(f.contribution, e.contribution) << x.id << " " << name;
+      EXPECT_LE(std::llabs(f.rank - e.rank), rank_tolerance) << x.id << " " << name;
+    }
+  }
 }
 
 }  // namespace rosetta::engine::testing

@@ -427,22 +427,7 @@ TEST(IndexTest, FullCandidateSetReproducesTheExhaustiveResponseExactly) {
           ASSERT_OK_AND_ASSIGN(SearchResponse indexed, db.Search("c", req));
           ASSERT_FALSE(indexed.exact);
           ASSERT_EQ(indexed.plan.size(), 2u);
-          ASSERT_EQ(HitIds(indexed), HitIds(exact));
-          for (size_t h = 0; h < exact.results.size(); ++h) {
-            const Hit& x = exact.results[h];
-            const Hit& y = indexed.results[h];
-            EXPECT_EQ(y.score, x.score) << x.id;
-            ASSERT_EQ(y.fields.size(), x.fields.size());
-            for (const auto& [name, e] : x.fields) {
-              const FieldExplanation& f = y.fields.at(name);
-              EXPECT_EQ(f.missing, e.missing) << x.id << " " << name;
-              EXPECT_EQ(f.raw, e.raw) << x.id << " " << name;
-              EXPECT_EQ(f.normalized, e.normalized) << x.id << " " << name;
-              EXPECT_EQ(f.weight, e.weight) << x.id << " " << name;
-              EXPECT_EQ(f.contribution, e.contribution) << x.id << " " << name;
-              EXPECT_EQ(f.rank, e.rank) << x.id << " " << name;
-            }
-          }
+          ExpectSameHits(exact, indexed);
           scanned = indexed.plan[0].scanned_rows + indexed.plan[1].scanned_rows;
           ++compared;
         }
