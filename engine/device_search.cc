@@ -30,7 +30,7 @@ class DeviceMirror {
   // A dropped collection's chunks leave the budget with it.
   ~DeviceMirror() { used_->fetch_sub(bytes); }
 
-  std::mutex mu;
+  mutable std::mutex mu;
   std::vector<std::shared_ptr<const MirrorChunk>> chunks;  // contiguous from row 0; guarded.
   size_t covered = 0;       // rows mirrored; guarded.
   int64_t bytes = 0;        // device bytes of the chunks; guarded.
@@ -84,7 +84,6 @@ struct DeviceSearcher::Prepared {
   std::vector<Term> terms;  // field id (= summation) order.
   size_t k = 0, kprime = 0;
   bool filtered = false;
-  std::optional<CompiledFilter> filter;
   // Bit r set = row r is not a candidate (tombstoned or rejected by the filter), rows [0, rows).
   std::vector<uint64_t> skip;
   std::string key;  // batching shape; empty = never batched.
@@ -361,6 +360,20 @@ absl::StatusOr<std::vector<std::vector<std::vector<kernels::Scored>>>> DeviceSea
   return out;
 }
 
+void DeviceSearcher::RunAndStore(const std::vector<Prepared*>& group) {
+  absl::StatusOr<std::vector<std::vector<std::vector<kernels::Scored>>>> r = RunDevice(group);
+  size_t k = 0;
+  for (const Prepared* p : group) k = std::max(k, p->kprime);
+  for (size_t q = 0; q < group.size(); ++q) {
+    group[q]->k_used = k;
+    if (r.ok()) {
+      group[q]->per_chunk = std::move((*r)[q]);
+    } else {
+      group[q]->device_status = r.status();
+    }
+  }
+}
+
 std::optional<absl::StatusOr<SearchResponse>> DeviceSearcher::Finish(Prepared& p,
                                                                      kernels::ThreadPool* pool) {
   const Snapshot& snap = *p.snap;
@@ -447,9 +460,6 @@ std::optional<absl::StatusOr<SearchResponse>> DeviceSearcher::Finish(Prepared& p
         }
       }
       // The unmirrored rows, with the same arithmetic.
-      std::vector<float> sorted = thresholds;
-      std::sort(sorted.begin(), sorted.end());
-      std::vector<int64_t> above(sorted.size() + 1, 0);  // rows strictly above sorted[j - 1]...
       std::vector<float> tail_scores;
       for (size_t r = p.mirrored; r < snap.rows; ++r) {
         if (((p.skip[r >> 6] >> (r & 63)) & 1) || !snap.Present(spec.id, r)) continue;
@@ -588,27 +598,14 @@ std::vector<std::optional<absl::StatusOr<SearchResponse>>> DeviceSearcher::Searc
       groups[prepared[i]->key].push_back(prepared[i].get());
     }
   }
-  auto run = [&](const std::vector<Prepared*>& group) {
-    absl::StatusOr<std::vector<std::vector<std::vector<kernels::Scored>>>> r = RunDevice(group);
-    size_t k = 0;
-    for (const Prepared* p : group) k = std::max(k, p->kprime);
-    for (size_t q = 0; q < group.size(); ++q) {
-      group[q]->k_used = k;
-      if (r.ok()) {
-        group[q]->per_chunk = std::move((*r)[q]);
-      } else {
-        group[q]->device_status = r.status();
-      }
-    }
-  };
   for (auto& [key, members] : groups) {
     for (size_t b = 0; b < members.size(); b += options_.max_batch) {
-      run(std::vector<Prepared*>(
+      RunAndStore(std::vector<Prepared*>(
           members.begin() + static_cast<ptrdiff_t>(b),
           members.begin() + static_cast<ptrdiff_t>(std::min(members.size(), b + options_.max_batch))));
     }
   }
-  for (Prepared* p : alone) run({p});
+  for (Prepared* p : alone) RunAndStore({p});
   for (size_t i = 0; i < requests.size(); ++i) {
     if (prepared[i]) out[i] = Finish(*prepared[i], pool);
   }
@@ -624,17 +621,8 @@ std::optional<absl::StatusOr<SearchResponse>> DeviceSearcher::SearchOne(
     cpu_queries_.fetch_add(1, std::memory_order_relaxed);
     return std::nullopt;
   }
-  auto run_alone = [&] {
-    absl::StatusOr<std::vector<std::vector<std::vector<kernels::Scored>>>> r = RunDevice({&p});
-    p.k_used = p.kprime;
-    if (r.ok()) {
-      p.per_chunk = std::move((*r)[0]);
-    } else {
-      p.device_status = r.status();
-    }
-  };
   if (p.key.empty() || options_.max_batch == 1) {
-    run_alone();
+    RunAndStore({&p});
     return Finish(p, pool);
   }
   // Dynamic batching: join a forming batch of the same shape, or lead a new one.
@@ -667,17 +655,7 @@ std::optional<absl::StatusOr<SearchResponse>> DeviceSearcher::SearchOne(
   open_batches_.erase(std::find(open_batches_.begin(), open_batches_.end(), batch));
   std::vector<Prepared*> items = batch->items;
   lock.unlock();
-  absl::StatusOr<std::vector<std::vector<std::vector<kernels::Scored>>>> r = RunDevice(items);
-  size_t k = 0;
-  for (const Prepared* q : items) k = std::max(k, q->kprime);
-  for (size_t q = 0; q < items.size(); ++q) {
-    items[q]->k_used = k;
-    if (r.ok()) {
-      items[q]->per_chunk = std::move((*r)[q]);
-    } else {
-      items[q]->device_status = r.status();
-    }
-  }
+  RunAndStore(items);
   lock.lock();
   batch->done = true;
   batch_cv_.notify_all();
@@ -705,9 +683,8 @@ DeviceStats DeviceSearcher::Stats(
 }
 
 std::pair<int64_t, int64_t> DeviceSearcher::MirrorSize(const DeviceMirror& mirror) {
-  auto& m = const_cast<DeviceMirror&>(mirror);
-  std::lock_guard<std::mutex> lock(m.mu);
-  return {static_cast<int64_t>(m.covered), m.bytes};
+  std::lock_guard<std::mutex> lock(mirror.mu);
+  return {static_cast<int64_t>(mirror.covered), mirror.bytes};
 }
 
 }  // namespace rosetta::engine

@@ -137,6 +137,8 @@ class DeviceSearcher {
                        DeviceMirror& mirror, Prepared* p) const;
   absl::StatusOr<std::vector<std::vector<std::vector<kernels::Scored>>>> RunDevice(
       const std::vector<Prepared*>& group);
+  // RunDevice, then each query's candidates (or the device error) into its Prepared.
+  void RunAndStore(const std::vector<Prepared*>& group);
   std::optional<absl::StatusOr<SearchResponse>> Finish(Prepared& p, kernels::ThreadPool* pool);
 
   std::shared_ptr<DeviceBackend> backend_;
